@@ -1,0 +1,214 @@
+//! What a storage is asked (a [`Batch`] of limits for one request) and what it
+//! answers (an [`Outcome`] with everything the response headers need).
+
+use smallvec::SmallVec;
+
+use crate::clock::Timestamp;
+use crate::limit::{DEFAULT_NAMESPACE, RateLimit};
+
+/// Whose counter a limit is: the namespace and identifiers of the storage key
+/// (`LIMITER/<identifiers…>/…`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Key<'a> {
+    namespace: &'a str,
+    identifiers: &'a [&'a str],
+}
+
+impl<'a> Key<'a> {
+    /// A key in the default `LIMITER` namespace, as `limits` builds them.
+    pub const fn new(identifiers: &'a [&'a str]) -> Self {
+        Key {
+            namespace: DEFAULT_NAMESPACE,
+            identifiers,
+        }
+    }
+
+    /// A key in another namespace.
+    pub const fn with_namespace(namespace: &'a str, identifiers: &'a [&'a str]) -> Self {
+        Key {
+            namespace,
+            identifiers,
+        }
+    }
+
+    /// The namespace (`LIMITER` unless changed).
+    pub const fn namespace(&self) -> &'a str {
+        self.namespace
+    }
+
+    /// The identifiers, in order.
+    pub const fn identifiers(&self) -> &'a [&'a str] {
+        self.identifiers
+    }
+
+    /// The full storage key for `limit`, as `limits` writes it.
+    pub fn storage_key(&self, limit: &RateLimit) -> String {
+        limit.key_for_namespace(self.namespace, self.identifiers)
+    }
+}
+
+/// One limit to decide for a request: which limit, for whom, at what cost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Item<'a> {
+    /// The limit.
+    pub limit: RateLimit,
+    /// Whose counter.
+    pub key: Key<'a>,
+    /// How much this request consumes (1 for most requests).
+    pub cost: u64,
+}
+
+impl<'a> Item<'a> {
+    /// An item of cost 1.
+    pub const fn new(limit: RateLimit, key: Key<'a>) -> Self {
+        Item {
+            limit,
+            key,
+            cost: 1,
+        }
+    }
+
+    /// The same item with another cost.
+    #[must_use]
+    pub const fn with_cost(mut self, cost: u64) -> Self {
+        self.cost = cost;
+        self
+    }
+}
+
+/// How the items of a batch are decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Mode {
+    /// Flask-Limiter's order: hit each item in turn; earlier items stay
+    /// consumed when a later one refuses. With `stop_at_first_breach`
+    /// (Flask-Limiter's default) the items after the first refusal are not
+    /// evaluated at all.
+    Sequential {
+        /// Stop at the first refused item.
+        stop_at_first_breach: bool,
+    },
+    /// Consume every item only if every item allows it; otherwise consume
+    /// nothing. Decided atomically: no other request sees a partial result.
+    AllOrNothing,
+    /// Consume nothing: report whether each item would pass (`limits`'
+    /// `test`) and its current window statistics.
+    Peek,
+}
+
+/// All the limits that apply to one request, decided in one storage call.
+#[derive(Clone, Copy, Debug)]
+pub struct Batch<'a> {
+    /// The limits, in evaluation order.
+    pub items: &'a [Item<'a>],
+    /// How to decide them.
+    pub mode: Mode,
+    /// The time of the decision, from the limiter's clock. Storages that keep
+    /// time on the server may use their own clock instead.
+    pub now: Timestamp,
+}
+
+/// The state of one limit after a decision: whether it passed, and what the
+/// rate-limit headers show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LimitState {
+    /// Whether this limit allowed the request's cost.
+    pub allowed: bool,
+    /// Hits of cost 1 still allowed in the current window, after this
+    /// request's deduction (`X-RateLimit-Remaining`).
+    pub remaining: u64,
+    /// When the window resets or, for strategies without one, when the
+    /// remaining count next grows (`X-RateLimit-Reset`; `limits`' `reset_time`).
+    pub reset_at: Timestamp,
+    /// For a refusal: the earliest time the same cost could pass
+    /// (`Retry-After`). `None` when allowed, or when the cost exceeds the
+    /// amount and can never pass.
+    pub retry_at: Option<Timestamp>,
+}
+
+impl LimitState {
+    /// An allowing state.
+    pub const fn allowed(remaining: u64, reset_at: Timestamp) -> Self {
+        LimitState {
+            allowed: true,
+            remaining,
+            reset_at,
+            retry_at: None,
+        }
+    }
+
+    /// A refusing state; `retry_at` is `None` if the cost can never pass.
+    pub const fn limited(remaining: u64, reset_at: Timestamp, retry_at: Option<Timestamp>) -> Self {
+        LimitState {
+            allowed: false,
+            remaining,
+            reset_at,
+            retry_at,
+        }
+    }
+
+    /// The window statistics alone.
+    pub const fn stats(&self) -> WindowStats {
+        WindowStats {
+            remaining: self.remaining,
+            reset_at: self.reset_at,
+        }
+    }
+}
+
+/// `limits`' `WindowStats`: what remains and when the window resets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WindowStats {
+    /// Hits of cost 1 still allowed.
+    pub remaining: u64,
+    /// When the window resets (see [`LimitState::reset_at`]).
+    pub reset_at: Timestamp,
+}
+
+/// A storage's answer to a [`Batch`]: one entry per item, in order.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Outcome {
+    states: SmallVec<[Option<LimitState>; 4]>,
+}
+
+impl Outcome {
+    /// An empty outcome with room for `n` items.
+    pub fn with_capacity(n: usize) -> Self {
+        Outcome {
+            states: SmallVec::with_capacity(n),
+        }
+    }
+
+    /// Appends the state of the next item; `None` if it was not evaluated
+    /// (after the first breach in [`Mode::Sequential`]).
+    pub fn push(&mut self, state: Option<LimitState>) {
+        self.states.push(state);
+    }
+
+    /// Whether the request may proceed: every evaluated item allowed it.
+    pub fn allowed(&self) -> bool {
+        self.states.iter().flatten().all(|s| s.allowed)
+    }
+
+    /// The state of each item, in batch order; `None` for items not evaluated.
+    pub fn states(&self) -> &[Option<LimitState>] {
+        &self.states
+    }
+
+    /// The state of item `index`, if it exists and was evaluated.
+    pub fn get(&self, index: usize) -> Option<&LimitState> {
+        self.states.get(index).and_then(Option::as_ref)
+    }
+
+    /// The latest `retry_at` among refused items: when all of them could pass.
+    pub fn retry_at(&self) -> Option<Timestamp> {
+        self.states
+            .iter()
+            .flatten()
+            .filter(|s| !s.allowed)
+            .filter_map(|s| s.retry_at)
+            .max()
+    }
+}

@@ -1,0 +1,507 @@
+//! The in-process storage: every strategy, bounded memory, no background
+//! thread, never blocks an async runtime.
+
+use std::fmt;
+use std::future::{Future, ready};
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::Arc;
+
+use parking_lot::MutexGuard;
+use smallvec::SmallVec;
+
+use self::table::{REF_BIT, Shard, SlotValue, Table};
+use crate::error::StorageError;
+use crate::limit::RateLimit;
+use crate::storage::{Batch, Key, LimitState, Mode, Outcome, Storage, Supports};
+use crate::strategy::fixed_window::FixedWindowState;
+use crate::strategy::gcra::GcraState;
+use crate::strategy::moving_window::MovingWindowState;
+use crate::strategy::sliding_window::SlidingWindowState;
+use crate::strategy::{FixedWindow, Gcra, MovingWindow, SlidingWindowCounter, Strategy};
+
+mod table;
+
+/// How many keys a [`MemoryStorage`] holds per strategy unless told otherwise.
+pub const DEFAULT_MAX_KEYS: usize = 1 << 20;
+
+/// Counters kept in this process, for every strategy.
+///
+/// - **Safe under threads and async tasks.** State lives in sharded
+///   `parking_lot` mutexes held only for the few arithmetic steps of a
+///   decision, never across an `.await`; every operation completes
+///   synchronously, so the futures it returns are ready at once.
+/// - **Bounded.** At most about [`max_keys`](MemoryStorageBuilder::max_keys)
+///   keys per strategy (each shard holds `max_keys / shards`). A full shard
+///   first drops expired keys, then the least recently used ones by the CLOCK
+///   approximation (a "used" bit per key; the first key the clock hand finds
+///   unused since its last pass goes). A flood of unique client keys
+///   therefore evicts idle clients instead of exhausting memory; it does
+///   evict, so size `max_keys` above the number of clients active within
+///   your longest window.
+/// - **Expiring by itself.** An expired state reads as absent and is
+///   replaced when touched; each shard also sweeps out expired keys after as
+///   many inserts as it held at its last sweep (amortised O(1) per insert),
+///   on the calling thread. No timer, no background thread.
+/// - **No key strings.** A key (namespace, identifiers and limit) is reduced
+///   to a 64-bit hash, keyed with a random seed per storage, so a check
+///   formats and allocates nothing. Two distinct live keys share a counter
+///   with probability about n²/2⁶⁴ for n live keys (≈ 3·10⁻⁸ for a million),
+///   and the random seed keeps clients from choosing colliding keys.
+///
+/// Memory per key (measured numbers are in `BENCHMARKS.md`): each key takes
+/// one slot in a hashbrown table plus one control byte; tables stay between
+/// 7/16 and 7/8 full. A slot is 24 bytes for the fixed window (25–55 bytes
+/// per key with the table's slack), 16 for GCRA, 40 for the sliding window
+/// counter and 48 for the moving window, whose log of up to `amount` hits
+/// also takes 16 bytes per distinct hit time on the heap.
+///
+/// Clones share the same counters.
+///
+/// # Examples
+///
+/// ```
+/// use limiter_core::{FixedWindow, MemoryStorage, RateLimit, RateLimiter};
+///
+/// # futures_lite_block_on(async {
+/// let limiter = RateLimiter::new(FixedWindow, MemoryStorage::builder().max_keys(100_000).build());
+/// let limit: RateLimit = "2/minute".parse()?;
+/// assert!(limiter.hit(&limit, &["alice"], 1).await?);
+/// assert!(limiter.hit(&limit, &["alice"], 1).await?);
+/// assert!(!limiter.hit(&limit, &["alice"], 1).await?);
+/// assert!(limiter.hit(&limit, &["bob"], 1).await?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// # fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     let mut f = std::pin::pin!(f);
+/// #     match f.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+/// #         std::task::Poll::Ready(v) => v,
+/// #         std::task::Poll::Pending => unreachable!("the memory storage never waits"),
+/// #     }
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct MemoryStorage {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    seed: foldhash::quality::RandomState,
+    max_keys: usize,
+    fixed: Table<FixedWindowState>,
+    moving: Table<MovingSlot>,
+    sliding: Table<SlidingSlot>,
+    gcra: Table<GcraState>,
+}
+
+/// Builds a [`MemoryStorage`].
+#[derive(Clone, Debug)]
+pub struct MemoryStorageBuilder {
+    max_keys: usize,
+    shards: Option<usize>,
+}
+
+impl MemoryStorageBuilder {
+    /// The most keys to hold per strategy (default [`DEFAULT_MAX_KEYS`]).
+    #[must_use]
+    pub fn max_keys(mut self, max_keys: usize) -> Self {
+        self.max_keys = max_keys.max(1);
+        self
+    }
+
+    /// How many independently locked shards to use, rounded up to a power of
+    /// two (default: four per CPU).
+    #[must_use]
+    pub fn shards(mut self, shards: usize) -> Self {
+        self.shards = Some(shards.clamp(1, 1 << 16));
+        self
+    }
+
+    /// Builds the storage.
+    pub fn build(self) -> MemoryStorage {
+        let shards = self.shards.unwrap_or_else(|| {
+            let cpus = std::thread::available_parallelism().map_or(4, usize::from);
+            (cpus * 4).next_power_of_two()
+        });
+        MemoryStorage {
+            inner: Arc::new(Inner {
+                seed: foldhash::quality::RandomState::default(),
+                max_keys: self.max_keys,
+                fixed: Table::new(self.max_keys, shards),
+                moving: Table::new(self.max_keys, shards),
+                sliding: Table::new(self.max_keys, shards),
+                gcra: Table::new(self.max_keys, shards),
+            }),
+        }
+    }
+}
+
+impl Default for MemoryStorage {
+    fn default() -> Self {
+        MemoryStorage::new()
+    }
+}
+
+impl fmt::Debug for MemoryStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStorage")
+            .field("max_keys", &self.inner.max_keys)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MemoryStorage {
+    /// A storage holding up to [`DEFAULT_MAX_KEYS`] keys per strategy.
+    pub fn new() -> Self {
+        MemoryStorage::builder().build()
+    }
+
+    /// A builder, to set the bound or the sharding.
+    pub fn builder() -> MemoryStorageBuilder {
+        MemoryStorageBuilder {
+            max_keys: DEFAULT_MAX_KEYS,
+            shards: None,
+        }
+    }
+
+    /// The most keys held per strategy.
+    pub fn max_keys(&self) -> usize {
+        self.inner.max_keys
+    }
+
+    /// How many keys are held now, all strategies together (expired keys
+    /// not yet swept included).
+    pub fn len(&self) -> usize {
+        let i = &self.inner;
+        i.fixed.len() + i.moving.len() + i.sliding.len() + i.gcra.len()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops every key expired at `now` (nanoseconds since the epoch) at
+    /// once, instead of waiting for the periodic sweeps; returns how many.
+    pub fn sweep(&self, now: crate::Timestamp) -> usize {
+        let (i, now) = (&self.inner, now.as_nanos());
+        i.fixed.sweep(now) + i.moving.sweep(now) + i.sliding.sweep(now) + i.gcra.sweep(now)
+    }
+
+    /// Decides `batch` synchronously: what [`Supports::decide`] does, for
+    /// callers outside an async context.
+    pub fn decide_blocking<S: MemoryStrategy>(&self, strategy: S, batch: &Batch<'_>) -> Outcome {
+        let _ = strategy;
+        S::decide_in(self, batch)
+    }
+}
+
+/// Moving-window state with the window it is counted over, for expiry.
+#[derive(Clone, Debug, Default)]
+struct MovingSlot {
+    log: MovingWindowState,
+    window: u64,
+}
+
+impl SlotValue for MovingSlot {
+    fn expires_at(&self) -> u64 {
+        self.log.expires_at(self.window)
+    }
+}
+
+/// Sliding-window state with its window length, for expiry.
+#[derive(Clone, Copy, Debug, Default)]
+struct SlidingSlot {
+    counts: SlidingWindowState,
+    window: u64,
+}
+
+impl SlotValue for SlidingSlot {
+    fn expires_at(&self) -> u64 {
+        self.counts.expires_at(self.window)
+    }
+}
+
+impl SlotValue for FixedWindowState {
+    fn expires_at(&self) -> u64 {
+        FixedWindowState::expires_at(self)
+    }
+}
+
+impl SlotValue for GcraState {
+    fn expires_at(&self) -> u64 {
+        GcraState::expires_at(self)
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for crate::FixedWindow {}
+    impl Sealed for crate::MovingWindow {}
+    impl Sealed for crate::SlidingWindowCounter {}
+    impl Sealed for crate::Gcra {}
+}
+
+/// A strategy the memory storage runs: all four.
+pub trait MemoryStrategy: Strategy + sealed::Sealed {
+    #[doc(hidden)]
+    fn decide_in(storage: &MemoryStorage, batch: &Batch<'_>) -> Outcome;
+    #[doc(hidden)]
+    fn clear_in(storage: &MemoryStorage, limit: &RateLimit, key: &Key<'_>);
+}
+
+macro_rules! memory_strategy {
+    ($($strategy:ty),+) => {$(
+        impl MemoryStrategy for $strategy {
+            fn decide_in(storage: &MemoryStorage, batch: &Batch<'_>) -> Outcome {
+                decide::<$strategy>(&storage.inner, batch)
+            }
+            fn clear_in(storage: &MemoryStorage, limit: &RateLimit, key: &Key<'_>) {
+                <$strategy as Algorithm>::table(&storage.inner).remove(key_id_of(&storage.inner, limit, key));
+            }
+        }
+    )+};
+}
+
+memory_strategy!(FixedWindow, MovingWindow, SlidingWindowCounter, Gcra);
+
+/// How the memory storage runs one strategy: which table, which arithmetic.
+trait Algorithm {
+    type Slot: SlotValue;
+    fn table(inner: &Inner) -> &Table<Self::Slot>;
+    fn test(slot: &Self::Slot, limit: &RateLimit, cost: u64, now: u64) -> LimitState;
+    fn hit(slot: &mut Self::Slot, limit: &RateLimit, cost: u64, now: u64) -> LimitState;
+}
+
+impl Algorithm for FixedWindow {
+    type Slot = FixedWindowState;
+    fn table(inner: &Inner) -> &Table<Self::Slot> {
+        &inner.fixed
+    }
+    fn test(slot: &Self::Slot, limit: &RateLimit, cost: u64, now: u64) -> LimitState {
+        slot.test(limit, cost, now)
+    }
+    fn hit(slot: &mut Self::Slot, limit: &RateLimit, cost: u64, now: u64) -> LimitState {
+        slot.hit(limit, cost, now)
+    }
+}
+
+impl Algorithm for Gcra {
+    type Slot = GcraState;
+    fn table(inner: &Inner) -> &Table<Self::Slot> {
+        &inner.gcra
+    }
+    fn test(slot: &Self::Slot, limit: &RateLimit, cost: u64, now: u64) -> LimitState {
+        slot.test(limit, cost, now)
+    }
+    fn hit(slot: &mut Self::Slot, limit: &RateLimit, cost: u64, now: u64) -> LimitState {
+        slot.hit(limit, cost, now)
+    }
+}
+
+impl Algorithm for MovingWindow {
+    type Slot = MovingSlot;
+    fn table(inner: &Inner) -> &Table<Self::Slot> {
+        &inner.moving
+    }
+    fn test(slot: &Self::Slot, limit: &RateLimit, cost: u64, now: u64) -> LimitState {
+        slot.log.test(limit, cost, now)
+    }
+    fn hit(slot: &mut Self::Slot, limit: &RateLimit, cost: u64, now: u64) -> LimitState {
+        slot.window = limit.window_nanos();
+        slot.log.hit(limit, cost, now)
+    }
+}
+
+impl Algorithm for SlidingWindowCounter {
+    type Slot = SlidingSlot;
+    fn table(inner: &Inner) -> &Table<Self::Slot> {
+        &inner.sliding
+    }
+    fn test(slot: &Self::Slot, limit: &RateLimit, cost: u64, now: u64) -> LimitState {
+        slot.counts.test(limit, cost, now)
+    }
+    fn hit(slot: &mut Self::Slot, limit: &RateLimit, cost: u64, now: u64) -> LimitState {
+        slot.window = limit.window_nanos();
+        slot.counts.hit(limit, cost, now)
+    }
+}
+
+/// The shards a batch touches, locked in ascending order so that two batches
+/// can never wait on each other.
+struct Locked<'t, V> {
+    guards: SmallVec<[(usize, MutexGuard<'t, Shard<V>>); 4]>,
+}
+
+impl<'t, V: SlotValue> Locked<'t, V> {
+    fn new(table: &'t Table<V>, ids: &[u64]) -> Self {
+        let mut indexes: SmallVec<[usize; 4]> =
+            ids.iter().map(|&id| table.shard_index(id)).collect();
+        indexes.sort_unstable();
+        indexes.dedup();
+        let guards = indexes
+            .into_iter()
+            .filter_map(|i| table.lock(i).map(|g| (i, g)))
+            .collect();
+        Locked { guards }
+    }
+
+    fn shard(&mut self, index: usize) -> Option<&mut Shard<V>> {
+        self.guards
+            .iter_mut()
+            .find(|(i, _)| *i == index)
+            .map(|(_, g)| &mut **g)
+    }
+}
+
+fn decide<S: Algorithm>(inner: &Inner, batch: &Batch<'_>) -> Outcome {
+    let table = S::table(inner);
+    let now = batch.now.as_nanos();
+    let ids: SmallVec<[u64; 4]> = batch
+        .items
+        .iter()
+        .map(|item| key_id_of(inner, &item.limit, &item.key))
+        .collect();
+    let shards: SmallVec<[usize; 4]> = ids.iter().map(|&id| table.shard_index(id)).collect();
+    let mut locked = Locked::new(table, &ids);
+    let mut outcome = Outcome::with_capacity(batch.items.len());
+    let items = batch
+        .items
+        .iter()
+        .zip(ids.iter().copied().zip(shards.iter().copied()));
+    match batch.mode {
+        Mode::Peek => {
+            for (item, (id, shard)) in items {
+                let state = locked.shard(shard).map(|shard| {
+                    let empty = S::Slot::default();
+                    let slot = shard.get(id, now).unwrap_or(&empty);
+                    S::test(slot, &item.limit, item.cost, now)
+                });
+                outcome.push(state);
+            }
+        }
+        Mode::Sequential {
+            stop_at_first_breach,
+        } => {
+            let mut stopped = false;
+            for (item, (id, shard)) in items {
+                if stopped {
+                    outcome.push(None);
+                    continue;
+                }
+                let state = locked
+                    .shard(shard)
+                    .map(|shard| S::hit(shard.get_or_insert(id, now), &item.limit, item.cost, now));
+                stopped = stop_at_first_breach && state.is_some_and(|s| !s.allowed);
+                outcome.push(state);
+            }
+        }
+        Mode::AllOrNothing => all_or_nothing::<S>(&mut locked, batch, &ids, &shards, &mut outcome),
+    }
+    outcome
+}
+
+/// The table key for `limit` and `key`: what `limits` would format into a
+/// string, hashed without formatting it.
+fn key_id_of(inner: &Inner, limit: &RateLimit, key: &Key<'_>) -> u64 {
+    let mut hasher = inner.seed.build_hasher();
+    key.namespace().hash(&mut hasher);
+    key.identifiers().hash(&mut hasher);
+    limit.hash(&mut hasher);
+    hasher.finish() & !REF_BIT
+}
+
+/// Hits every item; if any refuses, puts every touched state back as it was
+/// and reports each item as it stands, the refused ones as refused.
+fn all_or_nothing<S: Algorithm>(
+    locked: &mut Locked<'_, S::Slot>,
+    batch: &Batch<'_>,
+    ids: &[u64],
+    shards: &[usize],
+    outcome: &mut Outcome,
+) {
+    let now = batch.now.as_nanos();
+    let mut saved: SmallVec<[Option<S::Slot>; 4]> = SmallVec::with_capacity(ids.len());
+    let mut tried: SmallVec<[Option<LimitState>; 4]> = SmallVec::with_capacity(ids.len());
+    for (item, (&id, &shard)) in batch.items.iter().zip(ids.iter().zip(shards)) {
+        let state = locked.shard(shard).map(|shard| {
+            saved.push(shard.get(id, now).cloned());
+            S::hit(shard.get_or_insert(id, now), &item.limit, item.cost, now)
+        });
+        tried.push(state);
+    }
+    if tried.iter().flatten().all(|s| s.allowed) {
+        for state in tried {
+            outcome.push(state);
+        }
+        return;
+    }
+    // Undo in reverse, so a key hit twice ends with its oldest saved state.
+    for ((&id, &shard), state) in ids.iter().zip(shards).zip(saved).rev() {
+        if let Some(shard) = locked.shard(shard) {
+            shard.restore(id, state);
+        }
+    }
+    for ((item, (&id, &shard)), attempt) in
+        batch.items.iter().zip(ids.iter().zip(shards)).zip(tried)
+    {
+        let state = locked.shard(shard).map(|shard| {
+            let empty = S::Slot::default();
+            let current = S::test(
+                shard.get(id, now).unwrap_or(&empty),
+                &item.limit,
+                item.cost,
+                now,
+            );
+            match attempt {
+                Some(refused) if !refused.allowed => LimitState {
+                    allowed: false,
+                    retry_at: refused.retry_at,
+                    ..current
+                },
+                _ => current,
+            }
+        });
+        outcome.push(state);
+    }
+}
+
+impl Storage for MemoryStorage {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    fn check(&self) -> impl Future<Output = Result<(), StorageError>> + Send {
+        ready(Ok(()))
+    }
+
+    fn reset(&self) -> impl Future<Output = Result<(), StorageError>> + Send {
+        let i = &self.inner;
+        i.fixed.clear();
+        i.moving.clear();
+        i.sliding.clear();
+        i.gcra.clear();
+        ready(Ok(()))
+    }
+}
+
+impl<S: MemoryStrategy> Supports<S> for MemoryStorage {
+    fn decide<'a>(
+        &'a self,
+        _: S,
+        batch: &'a Batch<'a>,
+    ) -> impl Future<Output = Result<Outcome, StorageError>> + Send + 'a {
+        ready(Ok(S::decide_in(self, batch)))
+    }
+
+    fn clear<'a>(
+        &'a self,
+        _: S,
+        limit: &'a RateLimit,
+        key: Key<'a>,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send + 'a {
+        S::clear_in(self, limit, &key);
+        ready(Ok(()))
+    }
+}
+
+crate::dyn_storage!(MemoryStorage: FixedWindow, MovingWindow, SlidingWindowCounter, Gcra);

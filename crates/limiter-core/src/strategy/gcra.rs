@@ -1,0 +1,126 @@
+//! GCRA: a token bucket of `amount` tokens refilled evenly over the window,
+//! kept as one "theoretical arrival time" per key (as `governor` does).
+//!
+//! With `T = window / amount` per token, the bucket's backlog is
+//! `max(tat, now) - now`; a cost `n` passes if `backlog + n·T <= window`.
+//! Comparisons multiply through by `amount` in 128-bit integers, so no
+//! rounding can admit a hit the exact rule would refuse.
+
+use crate::clock::Timestamp;
+use crate::limit::RateLimit;
+use crate::storage::LimitState;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct GcraState {
+    /// Theoretical arrival time in nanoseconds: when the bucket is full again.
+    pub(crate) tat: u64,
+}
+
+impl GcraState {
+    pub(crate) fn expires_at(&self) -> u64 {
+        self.tat
+    }
+
+    fn backlog(&self, now: u64) -> u64 {
+        self.tat.saturating_sub(now)
+    }
+
+    fn fits(limit: &RateLimit, backlog: u64, cost: u64) -> bool {
+        let (amount, window) = (u128::from(limit.amount()), u128::from(limit.window_nanos()));
+        u128::from(backlog) * amount + u128::from(cost) * window <= window * amount
+    }
+
+    fn state(&self, limit: &RateLimit, allowed: bool, cost: u64, now: u64) -> LimitState {
+        let (amount, window) = (u128::from(limit.amount()), u128::from(limit.window_nanos()));
+        let backlog = u128::from(self.backlog(now));
+        // Tokens in use, rounded up: a partly refilled token is not available.
+        let used = (backlog * amount).div_ceil(window);
+        let remaining = u64::try_from(amount.saturating_sub(used)).unwrap_or(0);
+        let reset_at = Timestamp::from_nanos(self.tat.max(now));
+        if allowed {
+            return LimitState::allowed(remaining, reset_at);
+        }
+        // Passes once backlog <= (amount - cost) * T; never if cost > amount.
+        let retry = amount
+            .checked_sub(u128::from(cost))
+            .and_then(|left| (left * window).checked_div(amount))
+            .map(|slack| {
+                let at = u128::from(self.tat).saturating_sub(slack);
+                Timestamp::from_nanos(u64::try_from(at).unwrap_or(u64::MAX).max(now))
+            });
+        LimitState::limited(remaining, reset_at, retry)
+    }
+
+    pub(crate) fn test(&self, limit: &RateLimit, cost: u64, now: u64) -> LimitState {
+        let allowed = cost <= limit.amount() && Self::fits(limit, self.backlog(now), cost);
+        self.state(limit, allowed, cost, now)
+    }
+
+    pub(crate) fn hit(&mut self, limit: &RateLimit, cost: u64, now: u64) -> LimitState {
+        let allowed = cost <= limit.amount() && Self::fits(limit, self.backlog(now), cost);
+        if allowed && cost > 0 {
+            // Rounded down: the error favours the client by under 1 ns per hit,
+            // where rounding up would refuse the last token of a full burst.
+            let step =
+                u128::from(cost) * u128::from(limit.window_nanos()) / u128::from(limit.amount());
+            let step = u64::try_from(step).unwrap_or(u64::MAX);
+            self.tat = self.tat.max(now).saturating_add(step);
+        }
+        self.state(limit, allowed, cost, now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limit::Granularity;
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn full_burst_then_one_token_per_interval() {
+        let limit = RateLimit::new(3, 1, Granularity::Second).unwrap();
+        let mut st = GcraState::default();
+        let now = 100 * S;
+        for left in [2, 1, 0] {
+            let s = st.hit(&limit, 1, now);
+            assert!(s.allowed);
+            assert_eq!(s.remaining, left);
+        }
+        let refused = st.hit(&limit, 1, now);
+        assert!(!refused.allowed);
+        // One token comes back after a third of a second.
+        let retry = refused.retry_at.unwrap().as_nanos();
+        assert!(
+            (now + S / 3 - 1..=now + S / 3 + 1).contains(&retry),
+            "{retry}"
+        );
+        assert!(!st.hit(&limit, 1, retry - 2).allowed);
+        assert!(st.hit(&limit, 1, retry).allowed);
+        assert!(!st.hit(&limit, 1, retry).allowed);
+    }
+
+    #[test]
+    fn costs_and_reset() {
+        let limit = RateLimit::new(10, 1, Granularity::Minute).unwrap();
+        let mut st = GcraState::default();
+        let s = st.hit(&limit, 4, 0);
+        assert_eq!(s.remaining, 6);
+        assert_eq!(s.reset_at, Timestamp::from_secs(24));
+        assert!(!st.test(&limit, 7, 0).allowed);
+        assert!(st.test(&limit, 6, 0).allowed);
+        assert_eq!(st.test(&limit, 1, 12 * S).remaining, 8);
+        assert!(!st.hit(&limit, 11, 0).allowed);
+        assert_eq!(st.hit(&limit, 11, 0).retry_at, None);
+        assert_eq!(st.tat, 24 * S);
+    }
+
+    #[test]
+    fn zero_amount_refuses_everything_without_dividing_by_zero() {
+        let limit = RateLimit::new(0, 1, Granularity::Second).unwrap();
+        let mut st = GcraState::default();
+        assert!(!st.hit(&limit, 1, S).allowed);
+        assert!(st.hit(&limit, 0, S).allowed);
+        assert_eq!(st.test(&limit, 0, S).remaining, 0);
+    }
+}
