@@ -10,6 +10,89 @@
 //! [`RateLimiter::dynamic`](crate::RateLimiter::dynamic) refuses the others
 //! when the limiter is built.
 //!
+//! A storage that runs only the fixed window, delegating to the memory
+//! storage for the sake of the example:
+//!
+//! ```
+//! use limiter_core::storage::{Batch, Key, Outcome, Storage, Supports};
+//! use limiter_core::{FixedWindow, MemoryStorage, RateLimit, RateLimiter, StorageError};
+//! use std::future::Future;
+//!
+//! struct FixedOnly(MemoryStorage);
+//!
+//! impl Storage for FixedOnly {
+//!     fn name(&self) -> &'static str { "fixed-only" }
+//!     fn check(&self) -> impl Future<Output = Result<(), StorageError>> + Send { self.0.check() }
+//!     fn reset(&self) -> impl Future<Output = Result<(), StorageError>> + Send { self.0.reset() }
+//! }
+//!
+//! impl Supports<FixedWindow> for FixedOnly {
+//!     fn decide<'a>(&'a self, s: FixedWindow, batch: &'a Batch<'a>)
+//!         -> impl Future<Output = Result<Outcome, StorageError>> + Send + 'a { self.0.decide(s, batch) }
+//!     fn clear<'a>(&'a self, s: FixedWindow, limit: &'a RateLimit, key: Key<'a>)
+//!         -> impl Future<Output = Result<(), StorageError>> + Send + 'a { self.0.clear(s, limit, key) }
+//! }
+//!
+//! limiter_core::dyn_storage!(FixedOnly: FixedWindow);
+//!
+//! let limiter = RateLimiter::new(FixedWindow, FixedOnly(MemoryStorage::new()));
+//! # let _ = limiter;
+//! ```
+//!
+//! Asking it for the moving window does not compile (`the trait bound
+//! FixedOnly: Supports<MovingWindow> is not satisfied`):
+//!
+//! ```compile_fail,E0277
+//! # use limiter_core::storage::{Batch, Key, Outcome, Storage, Supports};
+//! # use limiter_core::{FixedWindow, MemoryStorage, RateLimit, RateLimiter, StorageError};
+//! # use std::future::Future;
+//! # struct FixedOnly(MemoryStorage);
+//! # impl Storage for FixedOnly {
+//! #     fn name(&self) -> &'static str { "fixed-only" }
+//! #     fn check(&self) -> impl Future<Output = Result<(), StorageError>> + Send { self.0.check() }
+//! #     fn reset(&self) -> impl Future<Output = Result<(), StorageError>> + Send { self.0.reset() }
+//! # }
+//! # impl Supports<FixedWindow> for FixedOnly {
+//! #     fn decide<'a>(&'a self, s: FixedWindow, batch: &'a Batch<'a>)
+//! #         -> impl Future<Output = Result<Outcome, StorageError>> + Send + 'a { self.0.decide(s, batch) }
+//! #     fn clear<'a>(&'a self, s: FixedWindow, limit: &'a RateLimit, key: Key<'a>)
+//! #         -> impl Future<Output = Result<(), StorageError>> + Send + 'a { self.0.clear(s, limit, key) }
+//! # }
+//! use limiter_core::MovingWindow;
+//! let limiter = RateLimiter::new(MovingWindow, FixedOnly(MemoryStorage::new()));
+//! ```
+//!
+//! and chosen by name it is refused when the limiter is built:
+//!
+//! ```
+//! # use limiter_core::storage::{Batch, Key, Outcome, Storage, Supports};
+//! # use limiter_core::{FixedWindow, MemoryStorage, RateLimit, RateLimiter, StorageError};
+//! # use std::future::Future;
+//! # struct FixedOnly(MemoryStorage);
+//! # impl Storage for FixedOnly {
+//! #     fn name(&self) -> &'static str { "fixed-only" }
+//! #     fn check(&self) -> impl Future<Output = Result<(), StorageError>> + Send { self.0.check() }
+//! #     fn reset(&self) -> impl Future<Output = Result<(), StorageError>> + Send { self.0.reset() }
+//! # }
+//! # impl Supports<FixedWindow> for FixedOnly {
+//! #     fn decide<'a>(&'a self, s: FixedWindow, batch: &'a Batch<'a>)
+//! #         -> impl Future<Output = Result<Outcome, StorageError>> + Send + 'a { self.0.decide(s, batch) }
+//! #     fn clear<'a>(&'a self, s: FixedWindow, limit: &'a RateLimit, key: Key<'a>)
+//! #         -> impl Future<Output = Result<(), StorageError>> + Send + 'a { self.0.clear(s, limit, key) }
+//! # }
+//! # limiter_core::dyn_storage!(FixedOnly: FixedWindow);
+//! use limiter_core::{AnyStorage, ConfigError, StrategyKind};
+//!
+//! let storage = AnyStorage::new(FixedOnly(MemoryStorage::new()));
+//! let err = RateLimiter::dynamic("moving-window".parse()?, storage.clone()).unwrap_err();
+//! assert_eq!(
+//!     err.to_string(),
+//!     "the fixed-only storage cannot run the moving-window strategy: choose one of fixed-window or another storage"
+//! );
+//! assert!(RateLimiter::dynamic(StrategyKind::FixedWindow, storage).is_ok());
+//! # Ok::<(), ConfigError>(())
+//! ```
+//!
 //! [`Supports::decide`] receives a whole [`Batch`]: every limit that applies to
 //! one request. It must decide them **in one round trip** and answer, for each
 //! item, the [`LimitState`] the response headers need (allowed, remaining,

@@ -3,6 +3,7 @@
 use crate::clock::Timestamp;
 use crate::limit::RateLimit;
 use crate::storage::LimitState;
+use crate::strategy::{Counter, Expiring};
 
 /// One key's window: when it ends and how much was hit in it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -13,10 +14,6 @@ pub(crate) struct FixedWindowState {
 }
 
 impl FixedWindowState {
-    pub(crate) fn expires_at(&self) -> u64 {
-        self.window_end
-    }
-
     fn live_count(&self, now: u64) -> u64 {
         if now < self.window_end { self.count } else { 0 }
     }
@@ -37,16 +34,24 @@ impl FixedWindowState {
             LimitState::limited(remaining, reset_at, retry)
         }
     }
+}
 
+impl Expiring for FixedWindowState {
+    fn expires_at(&self) -> u64 {
+        self.window_end
+    }
+}
+
+impl Counter for FixedWindowState {
     /// Whether `cost` would pass now (`limits`: `get(key) < amount - cost + 1`).
-    pub(crate) fn test(&self, limit: &RateLimit, cost: u64, now: u64) -> LimitState {
+    fn test(&self, limit: &RateLimit, cost: u64, now: u64) -> LimitState {
         let allowed = cost <= limit.amount() && self.live_count(now) + cost <= limit.amount();
         self.state(limit, allowed, cost, now)
     }
 
     /// Counts `cost`, allowed or not, as `limits` does; a cost above the
     /// amount is refused without being counted since it can never pass.
-    pub(crate) fn hit(&mut self, limit: &RateLimit, cost: u64, now: u64) -> LimitState {
+    fn hit(&mut self, limit: &RateLimit, cost: u64, now: u64) -> LimitState {
         if cost > limit.amount() {
             return self.state(limit, false, cost, now);
         }

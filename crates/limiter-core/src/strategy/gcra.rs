@@ -9,6 +9,7 @@
 use crate::clock::Timestamp;
 use crate::limit::RateLimit;
 use crate::storage::LimitState;
+use crate::strategy::{Counter, Expiring};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct GcraState {
@@ -17,10 +18,6 @@ pub(crate) struct GcraState {
 }
 
 impl GcraState {
-    pub(crate) fn expires_at(&self) -> u64 {
-        self.tat
-    }
-
     fn backlog(&self, now: u64) -> u64 {
         self.tat.saturating_sub(now)
     }
@@ -50,13 +47,21 @@ impl GcraState {
             });
         LimitState::limited(remaining, reset_at, retry)
     }
+}
 
-    pub(crate) fn test(&self, limit: &RateLimit, cost: u64, now: u64) -> LimitState {
+impl Expiring for GcraState {
+    fn expires_at(&self) -> u64 {
+        self.tat
+    }
+}
+
+impl Counter for GcraState {
+    fn test(&self, limit: &RateLimit, cost: u64, now: u64) -> LimitState {
         let allowed = cost <= limit.amount() && Self::fits(limit, self.backlog(now), cost);
         self.state(limit, allowed, cost, now)
     }
 
-    pub(crate) fn hit(&mut self, limit: &RateLimit, cost: u64, now: u64) -> LimitState {
+    fn hit(&mut self, limit: &RateLimit, cost: u64, now: u64) -> LimitState {
         let allowed = cost <= limit.amount() && Self::fits(limit, self.backlog(now), cost);
         if allowed && cost > 0 {
             // Rounded down: the error favours the client by under 1 ns per hit,

@@ -9,11 +9,29 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::ConfigError;
+use crate::limit::RateLimit;
+use crate::storage::LimitState;
 
 pub(crate) mod fixed_window;
 pub(crate) mod gcra;
 pub(crate) mod moving_window;
 pub(crate) mod sliding_window;
+
+/// A stored state that becomes meaningless at some point in time.
+pub(crate) trait Expiring: Default + Clone {
+    /// From this time (nanoseconds since the Unix epoch) on, the state is the
+    /// same as no state at all.
+    fn expires_at(&self) -> u64;
+}
+
+/// One key's state under a strategy, and the strategy's rules applied to it.
+/// Times are nanoseconds since the Unix epoch.
+pub(crate) trait Counter: Expiring {
+    /// Whether `cost` would pass now; changes nothing (`limits`' `test`).
+    fn test(&self, limit: &RateLimit, cost: u64, now: u64) -> LimitState;
+    /// Consumes `cost` if it passes (`limits`' `hit`).
+    fn hit(&mut self, limit: &RateLimit, cost: u64, now: u64) -> LimitState;
+}
 
 /// A counting strategy: a marker type such as [`FixedWindow`], or a
 /// [`StrategyKind`] chosen at runtime.

@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 use crate::clock::Timestamp;
 use crate::limit::RateLimit;
 use crate::storage::LimitState;
+use crate::strategy::{Counter, Expiring};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct MovingWindowState {
@@ -16,16 +17,11 @@ pub(crate) struct MovingWindowState {
     runs: VecDeque<(u64, u64)>,
     /// The sum of the runs' counts; never above the limit's amount.
     total: u64,
+    /// The window of the last hit, for expiry.
+    window: u64,
 }
 
 impl MovingWindowState {
-    /// After this the log holds nothing inside any window.
-    pub(crate) fn expires_at(&self, window: u64) -> u64 {
-        self.runs
-            .front()
-            .map_or(0, |&(t, _)| t.saturating_add(window).saturating_add(1))
-    }
-
     /// Drops runs that left the window `[now - window, now]`. An entry exactly
     /// at `now - window` is still inside, as in `limits`' acquire and its Redis
     /// script (its memory storage counts it out for reads; we count it in).
@@ -67,6 +63,23 @@ impl MovingWindowState {
         None
     }
 
+    /// Keeps only the newest `amount` hits: older ones can never block.
+    fn trim_to(&mut self, amount: u64) {
+        while self.total > amount {
+            let Some(oldest) = self.runs.back_mut() else {
+                break;
+            };
+            let excess = self.total - amount;
+            if oldest.1 > excess {
+                oldest.1 -= excess;
+                self.total = amount;
+            } else {
+                self.total -= oldest.1;
+                self.runs.pop_back();
+            }
+        }
+    }
+
     fn state(&self, limit: &RateLimit, allowed: bool, cost: u64, now: u64) -> LimitState {
         let window = limit.window_nanos();
         let start = now.saturating_sub(window);
@@ -91,14 +104,26 @@ impl MovingWindowState {
             Some(index) => self.nth_newest(index).is_none_or(|t| t < window_start),
         }
     }
+}
 
-    pub(crate) fn test(&self, limit: &RateLimit, cost: u64, now: u64) -> LimitState {
+impl Expiring for MovingWindowState {
+    /// After this the log holds nothing inside any window.
+    fn expires_at(&self) -> u64 {
+        self.runs
+            .front()
+            .map_or(0, |&(t, _)| t.saturating_add(self.window).saturating_add(1))
+    }
+}
+
+impl Counter for MovingWindowState {
+    fn test(&self, limit: &RateLimit, cost: u64, now: u64) -> LimitState {
         let allowed = self.allows(limit, cost, now.saturating_sub(limit.window_nanos()));
         self.state(limit, allowed, cost, now)
     }
 
-    pub(crate) fn hit(&mut self, limit: &RateLimit, cost: u64, now: u64) -> LimitState {
-        let start = now.saturating_sub(limit.window_nanos());
+    fn hit(&mut self, limit: &RateLimit, cost: u64, now: u64) -> LimitState {
+        self.window = limit.window_nanos();
+        let start = now.saturating_sub(self.window);
         self.forget_old(start);
         let allowed = self.allows(limit, cost, start);
         if allowed && cost > 0 {
@@ -110,23 +135,6 @@ impl MovingWindowState {
             self.trim_to(limit.amount());
         }
         self.state(limit, allowed, cost, now)
-    }
-
-    /// Keeps only the newest `amount` hits: older ones can never block.
-    fn trim_to(&mut self, amount: u64) {
-        while self.total > amount {
-            let Some(oldest) = self.runs.back_mut() else {
-                break;
-            };
-            let excess = self.total - amount;
-            if oldest.1 > excess {
-                oldest.1 -= excess;
-                self.total = amount;
-            } else {
-                self.total -= oldest.1;
-                self.runs.pop_back();
-            }
-        }
     }
 }
 

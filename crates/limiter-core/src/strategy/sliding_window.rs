@@ -9,6 +9,7 @@
 use crate::clock::Timestamp;
 use crate::limit::RateLimit;
 use crate::storage::LimitState;
+use crate::strategy::{Counter, Expiring};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct SlidingWindowState {
@@ -16,6 +17,8 @@ pub(crate) struct SlidingWindowState {
     bucket: u64,
     prev: u64,
     cur: u64,
+    /// The window of the last hit, for expiry.
+    window: u64,
 }
 
 /// The counts as seen at one instant.
@@ -40,11 +43,6 @@ impl View {
 }
 
 impl SlidingWindowState {
-    /// After this both windows are past and the state is empty.
-    pub(crate) fn expires_at(&self, window: u64) -> u64 {
-        self.bucket.saturating_add(2).saturating_mul(window)
-    }
-
     fn view(&self, window: u64, now: u64) -> View {
         let bucket = now / window;
         let end = bucket.saturating_add(1).saturating_mul(window);
@@ -120,14 +118,23 @@ impl SlidingWindowState {
     fn allows(view: &View, limit: &RateLimit, cost: u64) -> bool {
         cost <= limit.amount() && view.weighted().saturating_add(cost) <= limit.amount()
     }
+}
 
-    pub(crate) fn test(&self, limit: &RateLimit, cost: u64, now: u64) -> LimitState {
+impl Expiring for SlidingWindowState {
+    /// After this both windows are past and the state is empty.
+    fn expires_at(&self) -> u64 {
+        self.bucket.saturating_add(2).saturating_mul(self.window)
+    }
+}
+
+impl Counter for SlidingWindowState {
+    fn test(&self, limit: &RateLimit, cost: u64, now: u64) -> LimitState {
         let view = self.view(limit.window_nanos(), now);
         let allowed = Self::allows(&view, limit, cost);
         Self::state(&view, limit, allowed, cost, now)
     }
 
-    pub(crate) fn hit(&mut self, limit: &RateLimit, cost: u64, now: u64) -> LimitState {
+    fn hit(&mut self, limit: &RateLimit, cost: u64, now: u64) -> LimitState {
         let window = limit.window_nanos();
         let mut view = self.view(window, now);
         let allowed = Self::allows(&view, limit, cost);
@@ -138,6 +145,7 @@ impl SlidingWindowState {
                 bucket: bucket.max(self.bucket),
                 prev: view.prev,
                 cur: view.cur,
+                window,
             };
         }
         Self::state(&view, limit, allowed, cost, now)

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use parking_lot::MutexGuard;
 use smallvec::SmallVec;
 
-use self::table::{REF_BIT, Shard, SlotValue, Table};
+use self::table::{REF_BIT, Shard, Table};
 use crate::error::StorageError;
 use crate::limit::RateLimit;
 use crate::storage::{Batch, Key, LimitState, Mode, Outcome, Storage, Supports};
@@ -17,7 +17,9 @@ use crate::strategy::fixed_window::FixedWindowState;
 use crate::strategy::gcra::GcraState;
 use crate::strategy::moving_window::MovingWindowState;
 use crate::strategy::sliding_window::SlidingWindowState;
-use crate::strategy::{FixedWindow, Gcra, MovingWindow, SlidingWindowCounter, Strategy};
+use crate::strategy::{
+    Counter, Expiring, FixedWindow, Gcra, MovingWindow, SlidingWindowCounter, Strategy,
+};
 
 mod table;
 
@@ -30,8 +32,8 @@ pub const DEFAULT_MAX_KEYS: usize = 1 << 20;
 ///   `parking_lot` mutexes held only for the few arithmetic steps of a
 ///   decision, never across an `.await`; every operation completes
 ///   synchronously, so the futures it returns are ready at once.
-/// - **Bounded.** At most about [`max_keys`](MemoryStorageBuilder::max_keys)
-///   keys per strategy (each shard holds `max_keys / shards`). A full shard
+/// - **Bounded.** At most [`max_keys`](MemoryStorageBuilder::max_keys) keys
+///   per strategy (each shard holds its share of `max_keys`). A full shard
 ///   first drops expired keys, then the least recently used ones by the CLOCK
 ///   approximation (a "used" bit per key; the first key the clock hand finds
 ///   unused since its last pass goes). A flood of unique client keys
@@ -88,8 +90,8 @@ struct Inner {
     seed: foldhash::quality::RandomState,
     max_keys: usize,
     fixed: Table<FixedWindowState>,
-    moving: Table<MovingSlot>,
-    sliding: Table<SlidingSlot>,
+    moving: Table<MovingWindowState>,
+    sliding: Table<SlidingWindowState>,
     gcra: Table<GcraState>,
 }
 
@@ -109,7 +111,7 @@ impl MemoryStorageBuilder {
     }
 
     /// How many independently locked shards to use, rounded up to a power of
-    /// two (default: four per CPU).
+    /// two and at most `max_keys` (default: four per CPU).
     #[must_use]
     pub fn shards(mut self, shards: usize) -> Self {
         self.shards = Some(shards.clamp(1, 1 << 16));
@@ -195,44 +197,6 @@ impl MemoryStorage {
     }
 }
 
-/// Moving-window state with the window it is counted over, for expiry.
-#[derive(Clone, Debug, Default)]
-struct MovingSlot {
-    log: MovingWindowState,
-    window: u64,
-}
-
-impl SlotValue for MovingSlot {
-    fn expires_at(&self) -> u64 {
-        self.log.expires_at(self.window)
-    }
-}
-
-/// Sliding-window state with its window length, for expiry.
-#[derive(Clone, Copy, Debug, Default)]
-struct SlidingSlot {
-    counts: SlidingWindowState,
-    window: u64,
-}
-
-impl SlotValue for SlidingSlot {
-    fn expires_at(&self) -> u64 {
-        self.counts.expires_at(self.window)
-    }
-}
-
-impl SlotValue for FixedWindowState {
-    fn expires_at(&self) -> u64 {
-        FixedWindowState::expires_at(self)
-    }
-}
-
-impl SlotValue for GcraState {
-    fn expires_at(&self) -> u64 {
-        GcraState::expires_at(self)
-    }
-}
-
 mod sealed {
     pub trait Sealed {}
     impl Sealed for crate::FixedWindow {}
@@ -264,66 +228,28 @@ macro_rules! memory_strategy {
 
 memory_strategy!(FixedWindow, MovingWindow, SlidingWindowCounter, Gcra);
 
-/// How the memory storage runs one strategy: which table, which arithmetic.
+/// Which table holds a strategy's states.
 trait Algorithm {
-    type Slot: SlotValue;
+    type Slot: Counter;
     fn table(inner: &Inner) -> &Table<Self::Slot>;
-    fn test(slot: &Self::Slot, limit: &RateLimit, cost: u64, now: u64) -> LimitState;
-    fn hit(slot: &mut Self::Slot, limit: &RateLimit, cost: u64, now: u64) -> LimitState;
 }
 
-impl Algorithm for FixedWindow {
-    type Slot = FixedWindowState;
-    fn table(inner: &Inner) -> &Table<Self::Slot> {
-        &inner.fixed
-    }
-    fn test(slot: &Self::Slot, limit: &RateLimit, cost: u64, now: u64) -> LimitState {
-        slot.test(limit, cost, now)
-    }
-    fn hit(slot: &mut Self::Slot, limit: &RateLimit, cost: u64, now: u64) -> LimitState {
-        slot.hit(limit, cost, now)
-    }
+macro_rules! algorithm {
+    ($($strategy:ty => $state:ty, $field:ident;)+) => {$(
+        impl Algorithm for $strategy {
+            type Slot = $state;
+            fn table(inner: &Inner) -> &Table<$state> {
+                &inner.$field
+            }
+        }
+    )+};
 }
 
-impl Algorithm for Gcra {
-    type Slot = GcraState;
-    fn table(inner: &Inner) -> &Table<Self::Slot> {
-        &inner.gcra
-    }
-    fn test(slot: &Self::Slot, limit: &RateLimit, cost: u64, now: u64) -> LimitState {
-        slot.test(limit, cost, now)
-    }
-    fn hit(slot: &mut Self::Slot, limit: &RateLimit, cost: u64, now: u64) -> LimitState {
-        slot.hit(limit, cost, now)
-    }
-}
-
-impl Algorithm for MovingWindow {
-    type Slot = MovingSlot;
-    fn table(inner: &Inner) -> &Table<Self::Slot> {
-        &inner.moving
-    }
-    fn test(slot: &Self::Slot, limit: &RateLimit, cost: u64, now: u64) -> LimitState {
-        slot.log.test(limit, cost, now)
-    }
-    fn hit(slot: &mut Self::Slot, limit: &RateLimit, cost: u64, now: u64) -> LimitState {
-        slot.window = limit.window_nanos();
-        slot.log.hit(limit, cost, now)
-    }
-}
-
-impl Algorithm for SlidingWindowCounter {
-    type Slot = SlidingSlot;
-    fn table(inner: &Inner) -> &Table<Self::Slot> {
-        &inner.sliding
-    }
-    fn test(slot: &Self::Slot, limit: &RateLimit, cost: u64, now: u64) -> LimitState {
-        slot.counts.test(limit, cost, now)
-    }
-    fn hit(slot: &mut Self::Slot, limit: &RateLimit, cost: u64, now: u64) -> LimitState {
-        slot.window = limit.window_nanos();
-        slot.counts.hit(limit, cost, now)
-    }
+algorithm! {
+    FixedWindow => FixedWindowState, fixed;
+    MovingWindow => MovingWindowState, moving;
+    SlidingWindowCounter => SlidingWindowState, sliding;
+    Gcra => GcraState, gcra;
 }
 
 /// The shards a batch touches, locked in ascending order so that two batches
@@ -332,7 +258,7 @@ struct Locked<'t, V> {
     guards: SmallVec<[(usize, MutexGuard<'t, Shard<V>>); 4]>,
 }
 
-impl<'t, V: SlotValue> Locked<'t, V> {
+impl<'t, V: Expiring> Locked<'t, V> {
     fn new(table: &'t Table<V>, ids: &[u64]) -> Self {
         let mut indexes: SmallVec<[usize; 4]> =
             ids.iter().map(|&id| table.shard_index(id)).collect();
@@ -374,7 +300,7 @@ fn decide<S: Algorithm>(inner: &Inner, batch: &Batch<'_>) -> Outcome {
                 let state = locked.shard(shard).map(|shard| {
                     let empty = S::Slot::default();
                     let slot = shard.get(id, now).unwrap_or(&empty);
-                    S::test(slot, &item.limit, item.cost, now)
+                    S::Slot::test(slot, &item.limit, item.cost, now)
                 });
                 outcome.push(state);
             }
@@ -388,9 +314,9 @@ fn decide<S: Algorithm>(inner: &Inner, batch: &Batch<'_>) -> Outcome {
                     outcome.push(None);
                     continue;
                 }
-                let state = locked
-                    .shard(shard)
-                    .map(|shard| S::hit(shard.get_or_insert(id, now), &item.limit, item.cost, now));
+                let state = locked.shard(shard).map(|shard| {
+                    S::Slot::hit(shard.get_or_insert(id, now), &item.limit, item.cost, now)
+                });
                 stopped = stop_at_first_breach && state.is_some_and(|s| !s.allowed);
                 outcome.push(state);
             }
@@ -425,7 +351,7 @@ fn all_or_nothing<S: Algorithm>(
     for (item, (&id, &shard)) in batch.items.iter().zip(ids.iter().zip(shards)) {
         let state = locked.shard(shard).map(|shard| {
             saved.push(shard.get(id, now).cloned());
-            S::hit(shard.get_or_insert(id, now), &item.limit, item.cost, now)
+            S::Slot::hit(shard.get_or_insert(id, now), &item.limit, item.cost, now)
         });
         tried.push(state);
     }
@@ -446,7 +372,7 @@ fn all_or_nothing<S: Algorithm>(
     {
         let state = locked.shard(shard).map(|shard| {
             let empty = S::Slot::default();
-            let current = S::test(
+            let current = S::Slot::test(
                 shard.get(id, now).unwrap_or(&empty),
                 &item.limit,
                 item.cost,

@@ -18,11 +18,7 @@ use parking_lot::{Mutex, MutexGuard};
 /// bits), nor the shard index (bits 40 and up), so clearing it costs nothing.
 pub(crate) const REF_BIT: u64 = 1 << 32;
 
-/// A stored per-key state.
-pub(crate) trait SlotValue: Default + Clone {
-    /// From this time (nanoseconds) on the state is the same as no state.
-    fn expires_at(&self) -> u64;
-}
+use crate::strategy::Expiring;
 
 struct Slot<V> {
     tag: u64,
@@ -55,15 +51,18 @@ pub(crate) struct Shard<V> {
     swept_len: usize,
 }
 
-impl<V: SlotValue> Table<V> {
-    /// A table holding at most about `max_keys` keys in `shards` shards (a
-    /// power of two).
+impl<V: Expiring> Table<V> {
+    /// A table holding at most `max_keys` keys in about `shards` shards: a
+    /// power of two, no more than `max_keys`, whose caps add up to `max_keys`.
     pub(crate) fn new(max_keys: usize, shards: usize) -> Self {
-        let shards = shards.max(1).next_power_of_two();
-        let cap = max_keys.div_ceil(shards).max(1);
+        let max_keys = max_keys.max(1);
+        let most_shards = 1 << max_keys.ilog2();
+        let shards = shards.max(1).next_power_of_two().min(most_shards);
+        let (base, extra) = (max_keys / shards, max_keys % shards);
         Table {
             shards: (0..shards)
-                .map(|_| {
+                .map(|i| {
+                    let cap = base + usize::from(i < extra);
                     Padded(Mutex::new(Shard {
                         map: HashTable::new(),
                         cap,
@@ -115,7 +114,7 @@ fn hash_of<V>(slot: &Slot<V>) -> u64 {
     slot.id()
 }
 
-impl<V: SlotValue> Shard<V> {
+impl<V: Expiring> Shard<V> {
     /// The live state of `id`, marked as recently used.
     pub(crate) fn get(&mut self, id: u64, now: u64) -> Option<&V> {
         let slot = self.map.find_mut(id, |s| s.id() == id)?;
@@ -241,7 +240,7 @@ mod tests {
     #[derive(Clone, Default, Debug, PartialEq)]
     struct Until(u64);
 
-    impl SlotValue for Until {
+    impl Expiring for Until {
         fn expires_at(&self) -> u64 {
             self.0
         }
