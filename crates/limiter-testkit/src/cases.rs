@@ -300,15 +300,25 @@ pub async fn reset_forgets_everything<S: Strategy, St: Suitable<S>, C: TestClock
     assert!(hit(&limiter, &l, &b, 1).await);
 }
 
+/// For the batch cases: `1/day` already used up by `a`, `5/day` untouched
+/// for `b`.
+async fn tight_used_loose_fresh<S: Strategy, St: Suitable<S>, C: TestClock>(
+    env: &Env<St, C>,
+    limiter: &RateLimiter<S, St, C>,
+) -> (RateLimit, RateLimit, String, String) {
+    let (tight, loose) = (limit("1/day"), limit("5/day"));
+    let (a, b) = (env.id("a"), env.id("b"));
+    assert!(hit(limiter, &tight, &a, 1).await);
+    (tight, loose, a, b)
+}
+
 /// Flask-Limiter's order: stop at the first breach, or go on without stopping.
 pub async fn sequential_batches<S: Strategy, St: Suitable<S>, C: TestClock>(
     env: Env<St, C>,
     strategy: S,
 ) {
     let limiter = env.limiter(strategy);
-    let (tight, loose) = (limit("1/day"), limit("5/day"));
-    let (a, b) = (env.id("a"), env.id("b"));
-    assert!(hit(&limiter, &tight, &a, 1).await);
+    let (tight, loose, a, b) = tight_used_loose_fresh(&env, &limiter).await;
     let (ka, kb) = ([a.as_str()], [b.as_str()]);
     let items = [
         Item::new(tight, Key::new(&ka)),
@@ -360,9 +370,7 @@ pub async fn all_or_nothing_batches<S: Strategy, St: Suitable<S>, C: TestClock>(
     strategy: S,
 ) {
     let limiter = env.limiter(strategy);
-    let (tight, loose) = (limit("1/day"), limit("5/day"));
-    let (a, b) = (env.id("a"), env.id("b"));
-    assert!(hit(&limiter, &tight, &a, 1).await);
+    let (tight, loose, a, b) = tight_used_loose_fresh(&env, &limiter).await;
     let (ka, kb) = ([a.as_str()], [b.as_str()]);
     let refused = [
         Item::new(loose, Key::new(&kb)),
@@ -412,9 +420,7 @@ pub async fn peek_batches<S: Strategy, St: Suitable<S>, C: TestClock>(
     strategy: S,
 ) {
     let limiter = env.limiter(strategy);
-    let (tight, loose) = (limit("1/day"), limit("5/day"));
-    let (a, b) = (env.id("a"), env.id("b"));
-    assert!(hit(&limiter, &tight, &a, 1).await);
+    let (tight, loose, a, b) = tight_used_loose_fresh(&env, &limiter).await;
     let (ka, kb) = ([a.as_str()], [b.as_str()]);
     let items = [
         Item::new(tight, Key::new(&ka)),
