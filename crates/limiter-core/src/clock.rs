@@ -50,10 +50,7 @@ impl Timestamp {
 
     /// `self + d`, saturating.
     pub fn saturating_add(self, d: Duration) -> Self {
-        Timestamp(
-            self.0
-                .saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
-        )
+        Timestamp(self.0.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)))
     }
 
     /// The time from `earlier` to `self`, or zero if `earlier` is later.
@@ -75,12 +72,7 @@ impl Timestamp {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}.{:09}",
-            self.0 / 1_000_000_000,
-            self.0 % 1_000_000_000
-        )
+        write!(f, "{}.{:09}", self.0 / 1_000_000_000, self.0 % 1_000_000_000)
     }
 }
 
@@ -128,11 +120,7 @@ impl ManualClock {
     pub fn advance(&self, by: Duration) {
         let by = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
         // fetch_update cannot fail with a closure that always returns Some.
-        let _ = self
-            .0
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
-                Some(t.saturating_add(by))
-            });
+        let _ = self.0.fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| Some(t.saturating_add(by)));
     }
 
     /// Sets the clock to `to` (which may move it backwards).
@@ -171,16 +159,8 @@ mod tests {
         assert_eq!(Timestamp::from_secs(2).as_secs_ceil(), 2);
         assert_eq!(t.to_string(), "1.500000001");
         assert_eq!(Timestamp::from_system_time(t.to_system_time()), t);
-        assert_eq!(
-            t.saturating_duration_since(Timestamp::from_secs(5)),
-            Duration::ZERO
-        );
-        assert_eq!(
-            Timestamp::from_nanos(u64::MAX)
-                .saturating_add(Duration::from_secs(1))
-                .as_nanos(),
-            u64::MAX
-        );
+        assert_eq!(t.saturating_duration_since(Timestamp::from_secs(5)), Duration::ZERO);
+        assert_eq!(Timestamp::from_nanos(u64::MAX).saturating_add(Duration::from_secs(1)).as_nanos(), u64::MAX);
     }
 
     #[test]

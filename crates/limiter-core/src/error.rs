@@ -53,12 +53,7 @@ pub struct StorageError {
 impl StorageError {
     /// A new error of `kind` from the storage named `backend` (`"redis"`, ...).
     pub fn new(kind: StorageErrorKind, backend: &'static str, message: impl Into<String>) -> Self {
-        StorageError {
-            kind,
-            backend,
-            message: message.into(),
-            source: None,
-        }
+        StorageError { kind, backend, message: message.into(), source: None }
     }
 
     /// Attaches the underlying error.
@@ -80,28 +75,19 @@ impl StorageError {
 
     /// Whether retrying later may succeed (unavailable or timed out).
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self.kind,
-            StorageErrorKind::Unavailable | StorageErrorKind::Timeout
-        )
+        matches!(self.kind, StorageErrorKind::Unavailable | StorageErrorKind::Timeout)
     }
 }
 
 impl fmt::Display for StorageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} storage {}: {}",
-            self.backend, self.kind, self.message
-        )
+        write!(f, "{} storage {}: {}", self.backend, self.kind, self.message)
     }
 }
 
 impl StdError for StorageError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source
-            .as_deref()
-            .map(|e| e as &(dyn StdError + 'static))
+        self.source.as_deref().map(|e| e as &(dyn StdError + 'static))
     }
 }
 
@@ -113,9 +99,7 @@ pub enum ConfigError {
     #[error(transparent)]
     InvalidLimit(#[from] crate::ParseError),
     /// A strategy name nobody knows.
-    #[error(
-        "unknown strategy {given:?}: expected one of fixed-window, moving-window, sliding-window-counter or gcra"
-    )]
+    #[error("unknown strategy {given:?}: expected one of fixed-window, moving-window, sliding-window-counter or gcra")]
     UnknownStrategy {
         /// The name given.
         given: String,
@@ -146,11 +130,7 @@ pub enum ConfigError {
 }
 
 fn list(kinds: &[StrategyKind]) -> String {
-    kinds
-        .iter()
-        .map(|k| k.name())
-        .collect::<Vec<_>>()
-        .join(", ")
+    kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]
@@ -160,21 +140,11 @@ mod tests {
     #[test]
     fn storage_error_display_and_source() {
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
-        let err = StorageError::new(
-            StorageErrorKind::Unavailable,
-            "redis",
-            "cannot connect to 127.0.0.1:6379",
-        )
-        .with_source(io);
-        assert_eq!(
-            err.to_string(),
-            "redis storage unavailable: cannot connect to 127.0.0.1:6379"
-        );
+        let err = StorageError::new(StorageErrorKind::Unavailable, "redis", "cannot connect to 127.0.0.1:6379")
+            .with_source(io);
+        assert_eq!(err.to_string(), "redis storage unavailable: cannot connect to 127.0.0.1:6379");
         assert!(err.is_transient());
-        assert_eq!(
-            err.source().map(ToString::to_string).as_deref(),
-            Some("refused")
-        );
+        assert_eq!(err.source().map(ToString::to_string).as_deref(), Some("refused"));
     }
 
     #[test]
@@ -182,10 +152,7 @@ mod tests {
         let err = ConfigError::UnsupportedStrategy {
             storage: "memcached",
             strategy: StrategyKind::MovingWindow,
-            supported: &[
-                StrategyKind::FixedWindow,
-                StrategyKind::SlidingWindowCounter,
-            ],
+            supported: &[StrategyKind::FixedWindow, StrategyKind::SlidingWindowCounter],
         };
         assert_eq!(
             err.to_string(),

@@ -118,13 +118,9 @@ pub mod strategy;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use error::{ConfigError, StorageError, StorageErrorKind};
-pub use limit::{
-    DEFAULT_NAMESPACE, Granularity, LimitError, MAX_AMOUNT, MAX_WINDOW_SECS, RateLimit,
-};
+pub use limit::{DEFAULT_NAMESPACE, Granularity, LimitError, MAX_AMOUNT, MAX_WINDOW_SECS, RateLimit};
 pub use notation::{ParseError, ParseErrorKind, parse, parse_many};
 pub use rate_limiter::RateLimiter;
 pub use storage::memory::MemoryStorage;
-pub use storage::{
-    AnyStorage, Batch, Item, Key, LimitState, Mode, Outcome, Storage, Supports, WindowStats,
-};
+pub use storage::{AnyStorage, Batch, Item, Key, LimitState, Mode, Outcome, Storage, Supports, WindowStats};
 pub use strategy::{FixedWindow, Gcra, MovingWindow, SlidingWindowCounter, Strategy, StrategyKind};

@@ -83,20 +83,12 @@ impl Granularity {
     /// (`"Minutes"` -> [`Granularity::Minute`]). Abbreviations are not names.
     pub fn from_name(name: &str) -> Option<Granularity> {
         let singular = match name.len().checked_sub(1) {
-            Some(last)
-                if name
-                    .as_bytes()
-                    .get(last)
-                    .is_some_and(|b| b.eq_ignore_ascii_case(&b's')) =>
-            {
-                name.get(..last)
-            }
+            Some(last) if name.as_bytes().get(last).is_some_and(|b| b.eq_ignore_ascii_case(&b's')) => name.get(..last),
             _ => None,
         };
-        Granularity::ALL.into_iter().find(|g| {
-            name.eq_ignore_ascii_case(g.name())
-                || singular.is_some_and(|s| s.eq_ignore_ascii_case(g.name()))
-        })
+        Granularity::ALL
+            .into_iter()
+            .find(|g| name.eq_ignore_ascii_case(g.name()) || singular.is_some_and(|s| s.eq_ignore_ascii_case(g.name())))
     }
 }
 
@@ -117,17 +109,13 @@ pub enum LimitError {
         amount: u64,
     },
     /// A window of zero units.
-    #[error(
-        "a window of 0 {granularity}s is empty: give at least 1, e.g. '10 per 1 {granularity}'"
-    )]
+    #[error("a window of 0 {granularity}s is empty: give at least 1, e.g. '10 per 1 {granularity}'")]
     ZeroMultiples {
         /// The unit given.
         granularity: Granularity,
     },
     /// The window is longer than [`MAX_WINDOW_SECS`].
-    #[error(
-        "a window of {multiples} {granularity}s is too long: the longest is 100 years (100 year)"
-    )]
+    #[error("a window of {multiples} {granularity}s is too long: the longest is 100 years (100 year)")]
     WindowTooLong {
         /// The number of units given.
         multiples: u64,
@@ -188,10 +176,7 @@ impl RateLimit {
                 multiples: u32::try_from(multiples).unwrap_or(u32::MAX),
                 granularity,
             }),
-            _ => Err(LimitError::WindowTooLong {
-                multiples,
-                granularity,
-            }),
+            _ => Err(LimitError::WindowTooLong { multiples, granularity }),
         }
     }
 
@@ -259,13 +244,7 @@ impl RateLimit {
             out.push_str(id);
         }
         // Writing to a String cannot fail.
-        let _ = write!(
-            out,
-            "/{}/{}/{}",
-            self.amount,
-            self.multiples,
-            self.granularity.name()
-        );
+        let _ = write!(out, "/{}/{}/{}", self.amount, self.multiples, self.granularity.name());
     }
 
     /// Parses one limit in [notation](crate#rate-limit-notation); the first
@@ -291,13 +270,7 @@ impl FromStr for RateLimit {
 
 impl fmt::Display for RateLimit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} per {} {}",
-            self.amount,
-            self.multiples,
-            self.granularity.name()
-        )
+        write!(f, "{} per {} {}", self.amount, self.multiples, self.granularity.name())
     }
 }
 
@@ -327,25 +300,13 @@ mod tests {
     fn key_for_matches_limits_golden_keys() {
         // Keys observed from limits 5.8 / Flask-Limiter 4.1 (reference §1.7, §2.2, §2.5).
         let per_min = RateLimit::new(2, 1, Granularity::Minute).unwrap();
-        assert_eq!(
-            per_min.key_for(&["127.0.0.1", "a"]),
-            "LIMITER/127.0.0.1/a/2/1/minute"
-        );
+        assert_eq!(per_min.key_for(&["127.0.0.1", "a"]), "LIMITER/127.0.0.1/a/2/1/minute");
         let per_day = RateLimit::new(100, 1, Granularity::Day).unwrap();
-        assert_eq!(
-            per_day.key_for(&["127.0.0.1", "global"]),
-            "LIMITER/127.0.0.1/global/100/1/day"
-        );
+        assert_eq!(per_day.key_for(&["127.0.0.1", "global"]), "LIMITER/127.0.0.1/global/100/1/day");
         let one_day = RateLimit::new(1, 1, Granularity::Day).unwrap();
-        assert_eq!(
-            one_day.key_for(&["moo", "127.0.0.1", "test"]),
-            "LIMITER/moo/127.0.0.1/test/1/1/day"
-        );
+        assert_eq!(one_day.key_for(&["moo", "127.0.0.1", "test"]), "LIMITER/moo/127.0.0.1/test/1/1/day");
         let three = RateLimit::new(3, 1, Granularity::Minute).unwrap();
-        assert_eq!(
-            three.key_for(&["fixed", "user1"]),
-            "LIMITER/fixed/user1/3/1/minute"
-        );
+        assert_eq!(three.key_for(&["fixed", "user1"]), "LIMITER/fixed/user1/3/1/minute");
         assert_eq!(three.key_for(&[]), "LIMITER/3/1/minute");
         assert_eq!(three.key_for_namespace("NS", &["a/b"]), "NS/a/b/3/1/minute");
     }
@@ -354,26 +315,16 @@ mod tests {
     fn construction_limits() {
         assert_eq!(
             RateLimit::new(MAX_AMOUNT + 1, 1, Granularity::Second),
-            Err(LimitError::AmountTooLarge {
-                amount: MAX_AMOUNT + 1
-            })
+            Err(LimitError::AmountTooLarge { amount: MAX_AMOUNT + 1 })
         );
         assert!(RateLimit::new(MAX_AMOUNT, 1, Granularity::Second).is_ok());
         assert_eq!(
             RateLimit::new(1, 0, Granularity::Hour),
-            Err(LimitError::ZeroMultiples {
-                granularity: Granularity::Hour
-            })
+            Err(LimitError::ZeroMultiples { granularity: Granularity::Hour })
         );
         assert!(RateLimit::new(1, 100, Granularity::Year).is_ok());
-        assert!(matches!(
-            RateLimit::new(1, 101, Granularity::Year),
-            Err(LimitError::WindowTooLong { .. })
-        ));
-        assert!(matches!(
-            RateLimit::new(1, u64::MAX, Granularity::Year),
-            Err(LimitError::WindowTooLong { .. })
-        ));
+        assert!(matches!(RateLimit::new(1, 101, Granularity::Year), Err(LimitError::WindowTooLong { .. })));
+        assert!(matches!(RateLimit::new(1, u64::MAX, Granularity::Year), Err(LimitError::WindowTooLong { .. })));
         let zero = RateLimit::new(0, 1, Granularity::Second).unwrap();
         assert_eq!(zero.amount(), 0);
     }
@@ -382,16 +333,8 @@ mod tests {
     fn display_is_limits_str() {
         let limit = RateLimit::new(5, 2, Granularity::Second).unwrap();
         assert_eq!(limit.to_string(), "5 per 2 second");
-        assert_eq!(
-            RateLimit::new(1, 1, Granularity::Day).unwrap().to_string(),
-            "1 per 1 day"
-        );
+        assert_eq!(RateLimit::new(1, 1, Granularity::Day).unwrap().to_string(), "1 per 1 day");
         assert_eq!(limit.window(), Duration::from_secs(2));
-        assert_eq!(
-            RateLimit::new(1, 1, Granularity::Month)
-                .unwrap()
-                .window_secs(),
-            2_592_000
-        );
+        assert_eq!(RateLimit::new(1, 1, Granularity::Month).unwrap().window_secs(), 2_592_000);
     }
 }

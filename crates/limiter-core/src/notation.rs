@@ -76,10 +76,7 @@ impl ParseError {
     }
 
     fn column(&self) -> usize {
-        self.input
-            .get(..self.span.start)
-            .map_or(0, |before| before.chars().count())
-            + 1
+        self.input.get(..self.span.start).map_or(0, |before| before.chars().count()) + 1
     }
 
     fn token(&self) -> &str {
@@ -102,47 +99,30 @@ impl fmt::Display for ParseError {
                 write!(f, "the string is empty, expected e.g. '10 per minute'")
             }
             ParseErrorKind::ExpectedAmount => {
-                write!(
-                    f,
-                    "found {found} at column {col}, expected a whole number of hits, e.g. '10 per minute'"
-                )
+                write!(f, "found {found} at column {col}, expected a whole number of hits, e.g. '10 per minute'")
             }
             ParseErrorKind::NumberTooLarge => {
                 write!(f, "number {found} at column {col} is too large")
             }
             ParseErrorKind::ExpectedPer => {
-                write!(
-                    f,
-                    "found {found} at column {col}, expected '/' or 'per' after the number of hits"
-                )
+                write!(f, "found {found} at column {col}, expected '/' or 'per' after the number of hits")
             }
             ParseErrorKind::ExpectedGranularity => {
-                write!(
-                    f,
-                    "found {found} at column {col}, expected {EXPECTED_GRANULARITY}"
-                )
+                write!(f, "found {found} at column {col}, expected {EXPECTED_GRANULARITY}")
             }
             ParseErrorKind::UnknownGranularity(word) => {
-                write!(
-                    f,
-                    "unknown granularity '{word}' at column {col}, expected {EXPECTED_GRANULARITY}"
-                )
+                write!(f, "unknown granularity '{word}' at column {col}, expected {EXPECTED_GRANULARITY}")
             }
-            ParseErrorKind::ExpectedSeparator => write!(
-                f,
-                "found {found} at column {col}, expected the end or ';', ',' or '|' before the next limit"
-            ),
+            ParseErrorKind::ExpectedSeparator => {
+                write!(f, "found {found} at column {col}, expected the end or ';', ',' or '|' before the next limit")
+            }
             ParseErrorKind::ExpectedLimitAfterSeparator => {
-                write!(
-                    f,
-                    "found {found} at column {col}, expected a limit after the separator"
-                )
+                write!(f, "found {found} at column {col}, expected a limit after the separator")
             }
             ParseErrorKind::Invalid(why) => write!(f, "{why} (at column {col})"),
-            ParseErrorKind::MoreThanOne => write!(
-                f,
-                "found a second limit at column {col}, expected exactly one (parse several with parse_many)"
-            ),
+            ParseErrorKind::MoreThanOne => {
+                write!(f, "found a second limit at column {col}, expected exactly one (parse several with parse_many)")
+            }
         }?;
         if f.alternate() {
             let pad = " ".repeat(col - 1);
@@ -186,9 +166,7 @@ pub fn parse_many(s: &str) -> Result<Vec<RateLimit>, ParseError> {
                 match scanner.peek() {
                     Some(c) if c.is_ascii_digit() => limits.push(scanner.limit()?),
                     _ => {
-                        return Err(
-                            scanner.error_at_token(ParseErrorKind::ExpectedLimitAfterSeparator)
-                        );
+                        return Err(scanner.error_at_token(ParseErrorKind::ExpectedLimitAfterSeparator));
                     }
                 }
             }
@@ -253,37 +231,20 @@ impl Scanner<'_> {
 
     fn take_while(&mut self, pred: impl Fn(char) -> bool) -> Range<usize> {
         let start = self.pos;
-        let len: usize = self
-            .rest()
-            .chars()
-            .take_while(|&c| pred(c))
-            .map(char::len_utf8)
-            .sum();
+        let len: usize = self.rest().chars().take_while(|&c| pred(c)).map(char::len_utf8).sum();
         self.pos += len;
         start..self.pos
     }
 
     fn error(&self, kind: ParseErrorKind, span: Range<usize>) -> ParseError {
-        ParseError {
-            input: self.input.to_owned(),
-            span,
-            kind,
-        }
+        ParseError { input: self.input.to_owned(), span, kind }
     }
 
     /// An error spanning the word (or the single character) at the cursor.
     fn error_at_token(&self, kind: ParseErrorKind) -> ParseError {
         let rest = self.rest();
-        let word: usize = rest
-            .chars()
-            .take_while(|c| c.is_alphanumeric())
-            .map(char::len_utf8)
-            .sum();
-        let len = if word > 0 {
-            word
-        } else {
-            rest.chars().next().map_or(0, char::len_utf8)
-        };
+        let word: usize = rest.chars().take_while(|c| c.is_alphanumeric()).map(char::len_utf8).sum();
+        let len = if word > 0 { word } else { rest.chars().next().map_or(0, char::len_utf8) };
         self.error(kind, self.pos..self.pos + len)
     }
 
@@ -309,11 +270,7 @@ impl Scanner<'_> {
         self.skip_ws();
         if self.rest().starts_with('/') {
             self.pos += 1;
-        } else if self
-            .rest()
-            .get(..3)
-            .is_some_and(|w| w.eq_ignore_ascii_case("per"))
-        {
+        } else if self.rest().get(..3).is_some_and(|w| w.eq_ignore_ascii_case("per")) {
             self.pos += 3;
         } else {
             return Err(self.error_at_token(ParseErrorKind::ExpectedPer));
@@ -360,14 +317,7 @@ mod tests {
     #[test]
     fn accepts_what_limits_accepts() {
         use Granularity::*;
-        for s in [
-            "10/minute",
-            "10 per minute",
-            "10per minute",
-            "10perminute",
-            "10 /minute",
-            "10/Minute",
-        ] {
+        for s in ["10/minute", "10 per minute", "10per minute", "10perminute", "10 /minute", "10/Minute"] {
             assert_eq!(one(s), (10, 1, Minute), "{s}");
         }
         assert_eq!(one("10 PER HOUR"), (10, 1, Hour));
@@ -387,54 +337,23 @@ mod tests {
     #[test]
     fn parses_several_with_each_separator() {
         let many = parse_many("5/2 seconds;10/hour;100/day;2000 per year").unwrap();
-        let got: Vec<_> = many
-            .iter()
-            .map(|l| (l.amount(), l.multiples(), l.granularity()))
-            .collect();
+        let got: Vec<_> = many.iter().map(|l| (l.amount(), l.multiples(), l.granularity())).collect();
         use Granularity::*;
-        assert_eq!(
-            got,
-            [
-                (5, 2, Second),
-                (10, 1, Hour),
-                (100, 1, Day),
-                (2000, 1, Year)
-            ]
-        );
+        assert_eq!(got, [(5, 2, Second), (10, 1, Hour), (100, 1, Day), (2000, 1, Year)]);
         assert_eq!(parse_many("100/day, 500/7 days").unwrap().len(), 2);
         assert_eq!(parse_many("1/second|2/minute").unwrap().len(), 2);
-        assert_eq!(
-            parse_many("1/second ; 2/minute , 3/hour|4/day")
-                .unwrap()
-                .len(),
-            4
-        );
+        assert_eq!(parse_many("1/second ; 2/minute , 3/hour|4/day").unwrap().len(), 4);
         assert_eq!(parse("1/second;2/minute").unwrap().amount(), 1);
     }
 
     #[test]
     fn rejects_what_limits_rejects() {
-        assert_eq!(
-            kind("10/secs"),
-            ParseErrorKind::UnknownGranularity("secs".into())
-        );
-        assert_eq!(
-            kind("2/sec"),
-            ParseErrorKind::UnknownGranularity("sec".into())
-        );
+        assert_eq!(kind("10/secs"), ParseErrorKind::UnknownGranularity("secs".into()));
+        assert_eq!(kind("2/sec"), ParseErrorKind::UnknownGranularity("sec".into()));
         assert_eq!(kind("1/ 2"), ParseErrorKind::ExpectedGranularity);
-        assert_eq!(
-            kind("10/second;"),
-            ParseErrorKind::ExpectedLimitAfterSeparator
-        );
-        assert_eq!(
-            kind("1/second,,2/minute"),
-            ParseErrorKind::ExpectedLimitAfterSeparator
-        );
-        assert_eq!(
-            kind("10/second 20/minute"),
-            ParseErrorKind::ExpectedSeparator
-        );
+        assert_eq!(kind("10/second;"), ParseErrorKind::ExpectedLimitAfterSeparator);
+        assert_eq!(kind("1/second,,2/minute"), ParseErrorKind::ExpectedLimitAfterSeparator);
+        assert_eq!(kind("10/second 20/minute"), ParseErrorKind::ExpectedSeparator);
         assert_eq!(kind("-1/second"), ParseErrorKind::ExpectedAmount);
         assert_eq!(kind("1.5/second"), ParseErrorKind::ExpectedPer);
         assert_eq!(kind("10"), ParseErrorKind::ExpectedPer);
@@ -443,14 +362,8 @@ mod tests {
         assert_eq!(kind(""), ParseErrorKind::Empty);
         assert_eq!(kind("   "), ParseErrorKind::Empty);
         assert_eq!(kind("per minute"), ParseErrorKind::ExpectedAmount);
-        assert_eq!(
-            kind("10 per fortnight"),
-            ParseErrorKind::UnknownGranularity("fortnight".into())
-        );
-        assert_eq!(
-            kind("10/ſecond"),
-            ParseErrorKind::UnknownGranularity("ſecond".into())
-        );
+        assert_eq!(kind("10 per fortnight"), ParseErrorKind::UnknownGranularity("fortnight".into()));
+        assert_eq!(kind("10/ſecond"), ParseErrorKind::UnknownGranularity("ſecond".into()));
     }
 
     /// Strings `limits` accepts only through quirks of its regular expression.
@@ -458,16 +371,11 @@ mod tests {
     fn regex_accidents_are_decided() {
         // `(:?SEP SINGLE)` makes ':' before a separator optional-but-allowed in
         // Python; it is a typo for a non-capturing group, so we refuse it.
-        assert_eq!(
-            kind("1/second:;2/minute"),
-            ParseErrorKind::ExpectedSeparator
-        );
+        assert_eq!(kind("1/second:;2/minute"), ParseErrorKind::ExpectedSeparator);
         // Python turns 0 multiples into 1; an empty window is a mistake.
         assert_eq!(
             kind("10/0 seconds"),
-            ParseErrorKind::Invalid(LimitError::ZeroMultiples {
-                granularity: Granularity::Second
-            })
+            ParseErrorKind::Invalid(LimitError::ZeroMultiples { granularity: Granularity::Second })
         );
         // Trailing white space, newlines included, is accepted as in Python.
         assert_eq!(parse_many("10/second\n\n").unwrap().len(), 1);
@@ -475,54 +383,29 @@ mod tests {
 
     #[test]
     fn numbers_out_of_range() {
-        assert_eq!(
-            kind("99999999999999999999999/second"),
-            ParseErrorKind::NumberTooLarge
-        );
-        assert!(matches!(
-            kind("9007199254740992/second"),
-            ParseErrorKind::Invalid(LimitError::AmountTooLarge { .. })
-        ));
-        assert!(matches!(
-            kind("1/101 years"),
-            ParseErrorKind::Invalid(LimitError::WindowTooLong { .. })
-        ));
+        assert_eq!(kind("99999999999999999999999/second"), ParseErrorKind::NumberTooLarge);
+        assert!(matches!(kind("9007199254740992/second"), ParseErrorKind::Invalid(LimitError::AmountTooLarge { .. })));
+        assert!(matches!(kind("1/101 years"), ParseErrorKind::Invalid(LimitError::WindowTooLong { .. })));
     }
 
     #[test]
     fn errors_point_at_the_token() {
         let err = parse_many("10 per fortnight").unwrap_err();
         assert_eq!(err.span(), 7..16);
-        assert!(
-            err.to_string().contains("unknown granularity 'fortnight'"),
-            "{err}"
-        );
-        assert!(
-            err.to_string()
-                .contains("expected second, minute, hour, day, month or year"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("unknown granularity 'fortnight'"), "{err}");
+        assert!(err.to_string().contains("expected second, minute, hour, day, month or year"), "{err}");
 
         let err = parse_many("1/second; 2/minute junk").unwrap_err();
         assert_eq!(&err.input()[err.span()], "junk");
-        assert_eq!(
-            format!("{err:#}").lines().nth(2),
-            Some("                   ^^^^")
-        );
+        assert_eq!(format!("{err:#}").lines().nth(2), Some("                   ^^^^"));
 
         let err = parse_many("10/second;").unwrap_err();
         assert_eq!(err.span(), 10..10);
-        assert!(
-            err.to_string().contains("found the end at column 11"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("found the end at column 11"), "{err}");
 
         let err = parse_many("10/0 minutes").unwrap_err();
         assert_eq!(&err.input()[err.span()], "0");
-        assert!(
-            err.to_string().contains("a window of 0 minutes is empty"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("a window of 0 minutes is empty"), "{err}");
     }
 
     #[test]

@@ -29,11 +29,7 @@ pub struct RateLimiter<S, St, C = SystemClock> {
 impl<S: Strategy, St: Supports<S>> RateLimiter<S, St> {
     /// Runs `strategy` on `storage`, on the system clock.
     pub fn new(strategy: S, storage: St) -> Self {
-        RateLimiter {
-            strategy,
-            storage,
-            clock: SystemClock,
-        }
+        RateLimiter { strategy, storage, clock: SystemClock }
     }
 }
 
@@ -54,22 +50,14 @@ impl RateLimiter<StrategyKind, AnyStorage> {
     /// ```
     pub fn dynamic(strategy: StrategyKind, storage: AnyStorage) -> Result<Self, ConfigError> {
         storage.ensure_supports(strategy)?;
-        Ok(RateLimiter {
-            strategy,
-            storage,
-            clock: SystemClock,
-        })
+        Ok(RateLimiter { strategy, storage, clock: SystemClock })
     }
 }
 
 impl<S: Strategy, St: Supports<S>, C: Clock> RateLimiter<S, St, C> {
     /// The same limiter on another clock (a [`ManualClock`](crate::ManualClock) in tests).
     pub fn with_clock<C2: Clock>(self, clock: C2) -> RateLimiter<S, St, C2> {
-        RateLimiter {
-            strategy: self.strategy,
-            storage: self.storage,
-            clock,
-        }
+        RateLimiter { strategy: self.strategy, storage: self.storage, clock }
     }
 
     /// The strategy.
@@ -93,11 +81,7 @@ impl<S: Strategy, St: Supports<S>, C: Clock> RateLimiter<S, St, C> {
     ///
     /// [`StorageError`] if the storage fails; a refusal is an [`Outcome`].
     pub async fn decide(&self, items: &[Item<'_>], mode: Mode) -> Result<Outcome, StorageError> {
-        let batch = Batch {
-            items,
-            mode,
-            now: self.clock.now(),
-        };
+        let batch = Batch { items, mode, now: self.clock.now() };
         self.storage.decide(self.strategy, &batch).await
     }
 
@@ -118,22 +102,8 @@ impl<S: Strategy, St: Supports<S>, C: Clock> RateLimiter<S, St, C> {
     /// # Errors
     ///
     /// [`StorageError`] if the storage fails.
-    pub async fn hit(
-        &self,
-        limit: &RateLimit,
-        identifiers: &[&str],
-        cost: u64,
-    ) -> Result<bool, StorageError> {
-        let outcome = self
-            .one(
-                limit,
-                identifiers,
-                cost,
-                Mode::Sequential {
-                    stop_at_first_breach: true,
-                },
-            )
-            .await?;
+    pub async fn hit(&self, limit: &RateLimit, identifiers: &[&str], cost: u64) -> Result<bool, StorageError> {
+        let outcome = self.one(limit, identifiers, cost, Mode::Sequential { stop_at_first_breach: true }).await?;
         Ok(outcome.allowed())
     }
 
@@ -142,16 +112,8 @@ impl<S: Strategy, St: Supports<S>, C: Clock> RateLimiter<S, St, C> {
     /// # Errors
     ///
     /// [`StorageError`] if the storage fails.
-    pub async fn test(
-        &self,
-        limit: &RateLimit,
-        identifiers: &[&str],
-        cost: u64,
-    ) -> Result<bool, StorageError> {
-        Ok(self
-            .one(limit, identifiers, cost, Mode::Peek)
-            .await?
-            .allowed())
+    pub async fn test(&self, limit: &RateLimit, identifiers: &[&str], cost: u64) -> Result<bool, StorageError> {
+        Ok(self.one(limit, identifiers, cost, Mode::Peek).await?.allowed())
     }
 
     /// What remains of `limit` for `identifiers` and when it resets.
@@ -159,20 +121,10 @@ impl<S: Strategy, St: Supports<S>, C: Clock> RateLimiter<S, St, C> {
     /// # Errors
     ///
     /// [`StorageError`] if the storage fails.
-    pub async fn window_stats(
-        &self,
-        limit: &RateLimit,
-        identifiers: &[&str],
-    ) -> Result<WindowStats, StorageError> {
+    pub async fn window_stats(&self, limit: &RateLimit, identifiers: &[&str]) -> Result<WindowStats, StorageError> {
         let outcome = self.one(limit, identifiers, 1, Mode::Peek).await?;
         let now = self.clock.now();
-        Ok(outcome.get(0).map_or(
-            WindowStats {
-                remaining: limit.amount(),
-                reset_at: now,
-            },
-            |s| s.stats(),
-        ))
+        Ok(outcome.get(0).map_or(WindowStats { remaining: limit.amount(), reset_at: now }, |s| s.stats()))
     }
 
     /// Forgets the counter of `limit` for `identifiers`.
@@ -181,8 +133,6 @@ impl<S: Strategy, St: Supports<S>, C: Clock> RateLimiter<S, St, C> {
     ///
     /// [`StorageError`] if the storage fails.
     pub async fn clear(&self, limit: &RateLimit, identifiers: &[&str]) -> Result<(), StorageError> {
-        self.storage
-            .clear(self.strategy, limit, Key::new(identifiers))
-            .await
+        self.storage.clear(self.strategy, limit, Key::new(identifiers)).await
     }
 }

@@ -7,9 +7,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use limiter_core::{
-    Clock, ManualClock, RateLimiter, Storage, Strategy, Supports, SystemClock, Timestamp,
-};
+use limiter_core::{Clock, ManualClock, RateLimiter, Storage, Strategy, Supports, SystemClock, Timestamp};
 
 /// A clock the suite can move forward.
 pub trait TestClock: Clock + Clone {
@@ -23,11 +21,7 @@ pub trait TestClock: Clock + Clone {
     /// How far past a boundary to step so a real clock is surely past it
     /// (server-side TTLs, scheduling): zero on exact clocks.
     fn margin(&self) -> Duration {
-        if Self::EXACT {
-            Duration::ZERO
-        } else {
-            Duration::from_millis(250)
-        }
+        if Self::EXACT { Duration::ZERO } else { Duration::from_millis(250) }
     }
 }
 
@@ -101,17 +95,8 @@ impl<St: Storage, C: TestClock> Env<St, C> {
     pub fn new(storage: St, clock: C) -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let prefix = format!(
-            "t{}-{}-{n}",
-            std::process::id(),
-            SystemClock.now().as_nanos()
-        );
-        Env {
-            storage,
-            clock,
-            prefix,
-            guards: Vec::new(),
-        }
+        let prefix = format!("t{}-{}-{n}", std::process::id(), SystemClock.now().as_nanos());
+        Env { storage, clock, prefix, guards: Vec::new() }
     }
 
     /// Keeps `guard` (a spawned server, say) alive as long as the environment.

@@ -20,12 +20,7 @@
 //! [`Env::real`]; the cases then move time by sleeping, with margins.
 
 // Test support: a failed expectation must fail the test that called it.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 pub mod cases;
 mod env;
@@ -55,6 +50,7 @@ macro_rules! conformance_tests {
             sequential_batches,
             all_or_nothing_batches,
             peek_batches,
+            peeked_items_decide_without_consuming,
             exact_under_concurrent_tasks,
             exact_under_concurrent_threads,
         );

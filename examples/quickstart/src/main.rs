@@ -12,10 +12,7 @@
 
 use std::process::ExitCode;
 
-use limiter::{
-    AnyStorage, Clock, Item, Key, MemoryStorage, Mode, RateLimit, RateLimiter, StrategyKind,
-    SystemClock,
-};
+use limiter::{AnyStorage, Clock, Item, Key, MemoryStorage, Mode, RateLimit, RateLimiter, StrategyKind, SystemClock};
 
 struct Route {
     name: &'static str,
@@ -29,22 +26,10 @@ fn routes(defaults: &[RateLimit]) -> Result<Vec<Route>, limiter::ParseError> {
         Ok(limits)
     };
     Ok(vec![
-        Route {
-            name: "slow",
-            limits: limiter::parse_many("1 per day")?,
-        },
-        Route {
-            name: "medium",
-            limits: with_defaults("1/second")?,
-        },
-        Route {
-            name: "fast",
-            limits: defaults.to_vec(),
-        },
-        Route {
-            name: "ping",
-            limits: Vec::new(),
-        },
+        Route { name: "slow", limits: limiter::parse_many("1 per day")? },
+        Route { name: "medium", limits: with_defaults("1/second")? },
+        Route { name: "fast", limits: defaults.to_vec() },
+        Route { name: "ping", limits: Vec::new() },
     ])
 }
 
@@ -60,23 +45,15 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let strategy: StrategyKind = std::env::var("RATELIMIT_STRATEGY")
-        .as_deref()
-        .unwrap_or("fixed-window")
-        .parse()?;
+    let strategy: StrategyKind = std::env::var("RATELIMIT_STRATEGY").as_deref().unwrap_or("fixed-window").parse()?;
     let limiter = RateLimiter::dynamic(strategy, AnyStorage::new(MemoryStorage::new()))?;
     let defaults = limiter::parse_many("200 per day; 50 per hour")?;
     let routes = routes(&defaults)?;
     let client = "127.0.0.1";
     println!("strategy: {strategy}; client {client}; defaults: 200 per day, 50 per hour\n");
 
-    for path in [
-        "/slow", "/slow", "/medium", "/medium", "/fast", "/fast", "/ping",
-    ] {
-        let Some(route) = routes
-            .iter()
-            .find(|r| path.strip_prefix('/') == Some(r.name))
-        else {
+    for path in ["/slow", "/slow", "/medium", "/medium", "/fast", "/fast", "/ping"] {
+        let Some(route) = routes.iter().find(|r| path.strip_prefix('/') == Some(r.name)) else {
             continue;
         };
         if route.limits.is_empty() {
@@ -84,19 +61,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             continue;
         }
         let ids = [client, route.name];
-        let items: Vec<Item<'_>> = route
-            .limits
-            .iter()
-            .map(|l| Item::new(*l, Key::new(&ids)))
-            .collect();
-        let outcome = limiter
-            .decide(
-                &items,
-                Mode::Sequential {
-                    stop_at_first_breach: true,
-                },
-            )
-            .await?;
+        let items: Vec<Item<'_>> = route.limits.iter().map(|l| Item::new(*l, Key::new(&ids))).collect();
+        let outcome = limiter.decide(&items, Mode::Sequential { stop_at_first_breach: true }).await?;
         // Flask-Limiter reports the breached limit, else the one with the
         // shortest granularity.
         let shown = outcome
@@ -112,11 +78,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         // A 429's Retry-After is when the refused hit could pass, rounded up
         // and never 0; otherwise, as Flask-Limiter does, the time to reset.
         let retry_after = match outcome.retry_at() {
-            Some(at) => at
-                .saturating_duration_since(now)
-                .as_nanos()
-                .div_ceil(1_000_000_000)
-                .max(1),
+            Some(at) => at.saturating_duration_since(now).as_nanos().div_ceil(1_000_000_000).max(1),
             None => u128::from(state.reset_at.saturating_duration_since(now).as_secs()),
         };
         let headers = format!(

@@ -17,18 +17,12 @@ pub struct Key<'a> {
 impl<'a> Key<'a> {
     /// A key in the default `LIMITER` namespace, as `limits` builds them.
     pub const fn new(identifiers: &'a [&'a str]) -> Self {
-        Key {
-            namespace: DEFAULT_NAMESPACE,
-            identifiers,
-        }
+        Key { namespace: DEFAULT_NAMESPACE, identifiers }
     }
 
     /// A key in another namespace.
     pub const fn with_namespace(namespace: &'a str, identifiers: &'a [&'a str]) -> Self {
-        Key {
-            namespace,
-            identifiers,
-        }
+        Key { namespace, identifiers }
     }
 
     /// The namespace (`LIMITER` unless changed).
@@ -47,6 +41,16 @@ impl<'a> Key<'a> {
     }
 }
 
+/// What to do with one item of a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Consume the cost if it fits (`limits`' `hit`).
+    Hit,
+    /// Only report whether the cost would fit (`limits`' `test`): for limits
+    /// deducted after the response, and meta limits checked before the others.
+    Peek,
+}
+
 /// One limit to decide for a request: which limit, for whom, at what cost.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Item<'a> {
@@ -56,16 +60,14 @@ pub struct Item<'a> {
     pub key: Key<'a>,
     /// How much this request consumes (1 for most requests).
     pub cost: u64,
+    /// Consume, or only test.
+    pub action: Action,
 }
 
 impl<'a> Item<'a> {
-    /// An item of cost 1.
+    /// An item to hit, of cost 1.
     pub const fn new(limit: RateLimit, key: Key<'a>) -> Self {
-        Item {
-            limit,
-            key,
-            cost: 1,
-        }
+        Item { limit, key, cost: 1, action: Action::Hit }
     }
 
     /// The same item with another cost.
@@ -74,9 +76,18 @@ impl<'a> Item<'a> {
         self.cost = cost;
         self
     }
+
+    /// The same item, only tested: it takes part in the decision (a refusal
+    /// refuses the batch) but consumes nothing.
+    #[must_use]
+    pub const fn peek(mut self) -> Self {
+        self.action = Action::Peek;
+        self
+    }
 }
 
-/// How the items of a batch are decided.
+/// How the items of a batch are decided. Items marked [`Action::Peek`] are
+/// tested in their place in every mode, and never consume.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Mode {
@@ -92,7 +103,8 @@ pub enum Mode {
     /// nothing. Decided atomically: no other request sees a partial result.
     AllOrNothing,
     /// Consume nothing: report whether each item would pass (`limits`'
-    /// `test`) and its current window statistics.
+    /// `test`) and its current window statistics, as if every item were
+    /// marked [`Action::Peek`].
     Peek,
 }
 
@@ -130,30 +142,17 @@ pub struct LimitState {
 impl LimitState {
     /// An allowing state.
     pub const fn allowed(remaining: u64, reset_at: Timestamp) -> Self {
-        LimitState {
-            allowed: true,
-            remaining,
-            reset_at,
-            retry_at: None,
-        }
+        LimitState { allowed: true, remaining, reset_at, retry_at: None }
     }
 
     /// A refusing state; `retry_at` is `None` if the cost can never pass.
     pub const fn limited(remaining: u64, reset_at: Timestamp, retry_at: Option<Timestamp>) -> Self {
-        LimitState {
-            allowed: false,
-            remaining,
-            reset_at,
-            retry_at,
-        }
+        LimitState { allowed: false, remaining, reset_at, retry_at }
     }
 
     /// The window statistics alone.
     pub const fn stats(&self) -> WindowStats {
-        WindowStats {
-            remaining: self.remaining,
-            reset_at: self.reset_at,
-        }
+        WindowStats { remaining: self.remaining, reset_at: self.reset_at }
     }
 }
 
@@ -176,9 +175,7 @@ pub struct Outcome {
 impl Outcome {
     /// An empty outcome with room for `n` items.
     pub fn with_capacity(n: usize) -> Self {
-        Outcome {
-            states: SmallVec::with_capacity(n),
-        }
+        Outcome { states: SmallVec::with_capacity(n) }
     }
 
     /// Appends the state of the next item; `None` if it was not evaluated
@@ -204,11 +201,6 @@ impl Outcome {
 
     /// The latest `retry_at` among refused items: when all of them could pass.
     pub fn retry_at(&self) -> Option<Timestamp> {
-        self.states
-            .iter()
-            .flatten()
-            .filter(|s| !s.allowed)
-            .filter_map(|s| s.retry_at)
-            .max()
+        self.states.iter().flatten().filter(|s| !s.allowed).filter_map(|s| s.retry_at).max()
     }
 }

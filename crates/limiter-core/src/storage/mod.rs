@@ -125,7 +125,7 @@ use crate::strategy::{Strategy, StrategyKind};
 mod batch;
 pub mod memory;
 
-pub use batch::{Batch, Item, Key, LimitState, Mode, Outcome, WindowStats};
+pub use batch::{Action, Batch, Item, Key, LimitState, Mode, Outcome, WindowStats};
 
 /// A boxed future, for the object-safe [`DynStorage`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -257,9 +257,7 @@ pub fn unsupported(storage: &'static str, strategy: StrategyKind) -> StorageErro
     StorageError::new(
         StorageErrorKind::Unsupported,
         storage,
-        format!(
-            "cannot run the {strategy} strategy; the limiter should have refused this configuration"
-        ),
+        format!("cannot run the {strategy} strategy; the limiter should have refused this configuration"),
     )
 }
 
@@ -293,20 +291,14 @@ impl AnyStorage {
         if self.strategies().contains(&strategy) {
             Ok(())
         } else {
-            Err(ConfigError::UnsupportedStrategy {
-                storage: self.0.name(),
-                strategy,
-                supported: self.strategies(),
-            })
+            Err(ConfigError::UnsupportedStrategy { storage: self.0.name(), strategy, supported: self.strategies() })
         }
     }
 }
 
 impl fmt::Debug for AnyStorage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AnyStorage")
-            .field("name", &self.0.name())
-            .finish()
+        f.debug_struct("AnyStorage").field("name", &self.0.name()).finish()
     }
 }
 

@@ -21,11 +21,7 @@ impl FixedWindowState {
     fn state(&self, limit: &RateLimit, allowed: bool, cost: u64, now: u64) -> LimitState {
         let count = self.live_count(now);
         // A missing window "resets" now, as `limits`' get_expiry does.
-        let reset_at = Timestamp::from_nanos(if count > 0 || now < self.window_end {
-            self.window_end
-        } else {
-            now
-        });
+        let reset_at = Timestamp::from_nanos(if count > 0 || now < self.window_end { self.window_end } else { now });
         let remaining = limit.amount().saturating_sub(count);
         if allowed {
             LimitState::allowed(remaining, reset_at)
@@ -117,9 +113,6 @@ mod tests {
         assert!(!st.test(&limit, 2, S).allowed);
         assert_eq!(st.count, 1);
         let empty = FixedWindowState::default().test(&limit, 1, 5 * S);
-        assert_eq!(
-            (empty.remaining, empty.reset_at),
-            (2, Timestamp::from_secs(5))
-        );
+        assert_eq!((empty.remaining, empty.reset_at), (2, Timestamp::from_secs(5)));
     }
 }

@@ -38,10 +38,8 @@ impl GcraState {
             return LimitState::allowed(remaining, reset_at);
         }
         // Passes once backlog <= (amount - cost) * T; never if cost > amount.
-        let retry = amount
-            .checked_sub(u128::from(cost))
-            .and_then(|left| (left * window).checked_div(amount))
-            .map(|slack| {
+        let retry =
+            amount.checked_sub(u128::from(cost)).and_then(|left| (left * window).checked_div(amount)).map(|slack| {
                 let at = u128::from(self.tat).saturating_sub(slack);
                 Timestamp::from_nanos(u64::try_from(at).unwrap_or(u64::MAX).max(now))
             });
@@ -66,8 +64,7 @@ impl Counter for GcraState {
         if allowed && cost > 0 {
             // Rounded down: the error favours the client by under 1 ns per hit,
             // where rounding up would refuse the last token of a full burst.
-            let step =
-                u128::from(cost) * u128::from(limit.window_nanos()) / u128::from(limit.amount());
+            let step = u128::from(cost) * u128::from(limit.window_nanos()) / u128::from(limit.amount());
             let step = u64::try_from(step).unwrap_or(u64::MAX);
             self.tat = self.tat.max(now).saturating_add(step);
         }
@@ -96,10 +93,7 @@ mod tests {
         assert!(!refused.allowed);
         // One token comes back after a third of a second.
         let retry = refused.retry_at.unwrap().as_nanos();
-        assert!(
-            (now + S / 3 - 1..=now + S / 3 + 1).contains(&retry),
-            "{retry}"
-        );
+        assert!((now + S / 3 - 1..=now + S / 3 + 1).contains(&retry), "{retry}");
         assert!(!st.hit(&limit, 1, retry - 2).allowed);
         assert!(st.hit(&limit, 1, retry).allowed);
         assert!(!st.hit(&limit, 1, retry).allowed);

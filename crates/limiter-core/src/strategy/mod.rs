@@ -113,12 +113,8 @@ pub enum StrategyKind {
 
 impl StrategyKind {
     /// Every strategy.
-    pub const ALL: [StrategyKind; 4] = [
-        StrategyKind::FixedWindow,
-        StrategyKind::MovingWindow,
-        StrategyKind::SlidingWindowCounter,
-        StrategyKind::Gcra,
-    ];
+    pub const ALL: [StrategyKind; 4] =
+        [StrategyKind::FixedWindow, StrategyKind::MovingWindow, StrategyKind::SlidingWindowCounter, StrategyKind::Gcra];
 
     /// The configuration name (`"fixed-window"`, ...).
     pub const fn name(self) -> &'static str {
@@ -151,9 +147,7 @@ impl FromStr for StrategyKind {
         StrategyKind::ALL
             .into_iter()
             .find(|k| k.name().eq_ignore_ascii_case(&wanted))
-            .ok_or_else(|| ConfigError::UnknownStrategy {
-                given: s.to_owned(),
-            })
+            .ok_or_else(|| ConfigError::UnknownStrategy { given: s.to_owned() })
     }
 }
 
@@ -173,13 +167,8 @@ mod tests {
 
     #[test]
     fn unknown_names_are_config_errors_naming_the_value() {
-        let err = "fixed-window-elastic-expiry"
-            .parse::<StrategyKind>()
-            .unwrap_err();
-        assert!(
-            err.to_string().contains("\"fixed-window-elastic-expiry\""),
-            "{err}"
-        );
+        let err = "fixed-window-elastic-expiry".parse::<StrategyKind>().unwrap_err();
+        assert!(err.to_string().contains("\"fixed-window-elastic-expiry\""), "{err}");
         assert!(err.to_string().contains("gcra"), "{err}");
     }
 }

@@ -109,9 +109,7 @@ impl MovingWindowState {
 impl Expiring for MovingWindowState {
     /// After this the log holds nothing inside any window.
     fn expires_at(&self) -> u64 {
-        self.runs
-            .front()
-            .map_or(0, |&(t, _)| t.saturating_add(self.window).saturating_add(1))
+        self.runs.front().map_or(0, |&(t, _)| t.saturating_add(self.window).saturating_add(1))
     }
 }
 
@@ -175,10 +173,7 @@ mod tests {
         // The three hits at 0 leave first; then a cost of 3 fits.
         assert!(st.test(&limit, 3, S + 1).allowed);
         assert!(!st.test(&limit, 4, S + 1).allowed);
-        assert_eq!(
-            st.test(&limit, 4, S + 1).retry_at,
-            Some(Timestamp::from_nanos(S + S / 2 + 1))
-        );
+        assert_eq!(st.test(&limit, 4, S + 1).retry_at, Some(Timestamp::from_nanos(S + S / 2 + 1)));
     }
 
     #[test]
@@ -204,9 +199,6 @@ mod tests {
         assert_eq!(st.runs.iter().map(|r| r.1).sum::<u64>(), 2);
         assert_eq!(st.total, 2);
         let empty = MovingWindowState::default().test(&limit, 1, 7 * S);
-        assert_eq!(
-            (empty.remaining, empty.reset_at),
-            (3, Timestamp::from_secs(8))
-        );
+        assert_eq!((empty.remaining, empty.reset_at), (3, Timestamp::from_secs(8)));
     }
 }

@@ -56,12 +56,7 @@ impl SlidingWindowState {
         } else {
             (0, 0)
         };
-        View {
-            prev,
-            cur,
-            left: end.saturating_sub(now).min(window),
-            window,
-        }
+        View { prev, cur, left: end.saturating_sub(now).min(window), window }
     }
 
     fn state(view: &View, limit: &RateLimit, allowed: bool, cost: u64, now: u64) -> LimitState {
@@ -70,10 +65,7 @@ impl SlidingWindowState {
         if allowed {
             return LimitState::allowed(remaining, reset_at);
         }
-        let retry = limit
-            .amount()
-            .checked_sub(cost)
-            .map(|budget| now.saturating_add(Self::until_fits(view, budget)));
+        let retry = limit.amount().checked_sub(cost).map(|budget| now.saturating_add(Self::until_fits(view, budget)));
         LimitState::limited(remaining, reset_at, retry.map(Timestamp::from_nanos))
     }
 
@@ -101,16 +93,12 @@ impl SlidingWindowState {
             if v.prev == 0 {
                 return 0;
             }
-            let max_left = (allowance * window)
-                .div_ceil(u128::from(v.prev))
-                .saturating_sub(1);
+            let max_left = (allowance * window).div_ceil(u128::from(v.prev)).saturating_sub(1);
             return u64::try_from(u128::from(v.left).saturating_sub(max_left)).unwrap_or(u64::MAX);
         }
         // After the boundary `cur` becomes the previous window:
         // cur · left' < (budget + 1) · window.
-        let max_left = (need * window)
-            .div_ceil(u128::from(v.cur))
-            .saturating_sub(1);
+        let max_left = (need * window).div_ceil(u128::from(v.cur)).saturating_sub(1);
         let after = window.saturating_sub(max_left);
         u64::try_from(u128::from(v.left) + after).unwrap_or(u64::MAX)
     }
@@ -141,12 +129,7 @@ impl Counter for SlidingWindowState {
         if allowed {
             view.cur = view.cur.saturating_add(cost);
             let bucket = now / window;
-            *self = SlidingWindowState {
-                bucket: bucket.max(self.bucket),
-                prev: view.prev,
-                cur: view.cur,
-                window,
-            };
+            *self = SlidingWindowState { bucket: bucket.max(self.bucket), prev: view.prev, cur: view.cur, window };
         }
         Self::state(&view, limit, allowed, cost, now)
     }
@@ -220,16 +203,10 @@ mod tests {
         assert_eq!(st.test(&limit, 1, 5 * S).reset_at, Timestamp::from_secs(5));
         let mut st = st;
         st.hit(&limit, 1, 600 * S);
-        assert_eq!(
-            st.test(&limit, 1, 630 * S).reset_at,
-            Timestamp::from_secs(660)
-        );
+        assert_eq!(st.test(&limit, 1, 630 * S).reset_at, Timestamp::from_secs(660));
         st.hit(&limit, 5, 600 * S);
         // prev = 6 at 666 s: weight 6 · 54 / 60 = 5.4 -> drops to 5 when left < 50 s.
-        assert_eq!(
-            st.test(&limit, 1, 666 * S).reset_at,
-            Timestamp::from_secs(670)
-        );
+        assert_eq!(st.test(&limit, 1, 666 * S).reset_at, Timestamp::from_secs(670));
     }
 
     #[test]

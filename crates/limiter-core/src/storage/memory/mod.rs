@@ -12,14 +12,12 @@ use smallvec::SmallVec;
 use self::table::{REF_BIT, Shard, Table};
 use crate::error::StorageError;
 use crate::limit::RateLimit;
-use crate::storage::{Batch, Key, LimitState, Mode, Outcome, Storage, Supports};
+use crate::storage::{Action, Batch, Item, Key, LimitState, Mode, Outcome, Storage, Supports};
 use crate::strategy::fixed_window::FixedWindowState;
 use crate::strategy::gcra::GcraState;
 use crate::strategy::moving_window::MovingWindowState;
 use crate::strategy::sliding_window::SlidingWindowState;
-use crate::strategy::{
-    Counter, Expiring, FixedWindow, Gcra, MovingWindow, SlidingWindowCounter, Strategy,
-};
+use crate::strategy::{Counter, Expiring, FixedWindow, Gcra, MovingWindow, SlidingWindowCounter, Strategy};
 
 mod table;
 
@@ -145,9 +143,7 @@ impl Default for MemoryStorage {
 
 impl fmt::Debug for MemoryStorage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MemoryStorage")
-            .field("max_keys", &self.inner.max_keys)
-            .finish_non_exhaustive()
+        f.debug_struct("MemoryStorage").field("max_keys", &self.inner.max_keys).finish_non_exhaustive()
     }
 }
 
@@ -159,10 +155,7 @@ impl MemoryStorage {
 
     /// A builder, to set the bound or the sharding.
     pub fn builder() -> MemoryStorageBuilder {
-        MemoryStorageBuilder {
-            max_keys: DEFAULT_MAX_KEYS,
-            shards: None,
-        }
+        MemoryStorageBuilder { max_keys: DEFAULT_MAX_KEYS, shards: None }
     }
 
     /// The most keys held per strategy.
@@ -260,70 +253,56 @@ struct Locked<'t, V> {
 
 impl<'t, V: Expiring> Locked<'t, V> {
     fn new(table: &'t Table<V>, ids: &[u64]) -> Self {
-        let mut indexes: SmallVec<[usize; 4]> =
-            ids.iter().map(|&id| table.shard_index(id)).collect();
+        let mut indexes: SmallVec<[usize; 4]> = ids.iter().map(|&id| table.shard_index(id)).collect();
         indexes.sort_unstable();
         indexes.dedup();
-        let guards = indexes
-            .into_iter()
-            .filter_map(|i| table.lock(i).map(|g| (i, g)))
-            .collect();
+        let guards = indexes.into_iter().filter_map(|i| table.lock(i).map(|g| (i, g))).collect();
         Locked { guards }
     }
 
     fn shard(&mut self, index: usize) -> Option<&mut Shard<V>> {
-        self.guards
-            .iter_mut()
-            .find(|(i, _)| *i == index)
-            .map(|(_, g)| &mut **g)
+        self.guards.iter_mut().find(|(i, _)| *i == index).map(|(_, g)| &mut **g)
     }
 }
 
 fn decide<S: Algorithm>(inner: &Inner, batch: &Batch<'_>) -> Outcome {
     let table = S::table(inner);
     let now = batch.now.as_nanos();
-    let ids: SmallVec<[u64; 4]> = batch
-        .items
-        .iter()
-        .map(|item| key_id_of(inner, &item.limit, &item.key))
-        .collect();
+    let ids: SmallVec<[u64; 4]> = batch.items.iter().map(|item| key_id_of(inner, &item.limit, &item.key)).collect();
     let shards: SmallVec<[usize; 4]> = ids.iter().map(|&id| table.shard_index(id)).collect();
     let mut locked = Locked::new(table, &ids);
     let mut outcome = Outcome::with_capacity(batch.items.len());
-    let items = batch
-        .items
-        .iter()
-        .zip(ids.iter().copied().zip(shards.iter().copied()));
-    match batch.mode {
-        Mode::Peek => {
-            for (item, (id, shard)) in items {
-                let state = locked.shard(shard).map(|shard| {
-                    let empty = S::Slot::default();
-                    let slot = shard.get(id, now).unwrap_or(&empty);
-                    S::Slot::test(slot, &item.limit, item.cost, now)
-                });
-                outcome.push(state);
-            }
+    let items = batch.items.iter().zip(ids.iter().copied().zip(shards.iter().copied()));
+    let (peek_all, stop) = match batch.mode {
+        Mode::AllOrNothing => {
+            all_or_nothing::<S>(&mut locked, batch, &ids, &shards, &mut outcome);
+            return outcome;
         }
-        Mode::Sequential {
-            stop_at_first_breach,
-        } => {
-            let mut stopped = false;
-            for (item, (id, shard)) in items {
-                if stopped {
-                    outcome.push(None);
-                    continue;
-                }
-                let state = locked.shard(shard).map(|shard| {
-                    S::Slot::hit(shard.get_or_insert(id, now), &item.limit, item.cost, now)
-                });
-                stopped = stop_at_first_breach && state.is_some_and(|s| !s.allowed);
-                outcome.push(state);
-            }
+        Mode::Sequential { stop_at_first_breach } => (false, stop_at_first_breach),
+        Mode::Peek => (true, false),
+    };
+    let mut stopped = false;
+    for (item, (id, shard)) in items {
+        if stopped {
+            outcome.push(None);
+            continue;
         }
-        Mode::AllOrNothing => all_or_nothing::<S>(&mut locked, batch, &ids, &shards, &mut outcome),
+        let peek = peek_all || item.action == Action::Peek;
+        let state = locked.shard(shard).map(|shard| apply::<S>(shard, id, item, now, peek));
+        stopped = stop && state.is_some_and(|s| !s.allowed);
+        outcome.push(state);
     }
     outcome
+}
+
+/// Tests (`peek`) or hits one item on its locked shard.
+fn apply<S: Algorithm>(shard: &mut Shard<S::Slot>, id: u64, item: &Item<'_>, now: u64, peek: bool) -> LimitState {
+    if peek {
+        let empty = S::Slot::default();
+        shard.get(id, now).unwrap_or(&empty).test(&item.limit, item.cost, now)
+    } else {
+        shard.get_or_insert(id, now).hit(&item.limit, item.cost, now)
+    }
 }
 
 /// The table key for `limit` and `key`: what `limits` would format into a
@@ -336,8 +315,9 @@ fn key_id_of(inner: &Inner, limit: &RateLimit, key: &Key<'_>) -> u64 {
     hasher.finish() & !REF_BIT
 }
 
-/// Hits every item; if any refuses, puts every touched state back as it was
-/// and reports each item as it stands, the refused ones as refused.
+/// Applies every item in order; if any refuses, puts every state it changed
+/// back as it was and reports each item as it stands, the refused ones as
+/// refused.
 fn all_or_nothing<S: Algorithm>(
     locked: &mut Locked<'_, S::Slot>,
     batch: &Batch<'_>,
@@ -346,12 +326,15 @@ fn all_or_nothing<S: Algorithm>(
     outcome: &mut Outcome,
 ) {
     let now = batch.now.as_nanos();
-    let mut saved: SmallVec<[Option<S::Slot>; 4]> = SmallVec::with_capacity(ids.len());
+    // Per item: the state before its hit (`Some(None)`: there was none), or
+    // `None` for a peek, which changes nothing.
+    let mut saved: SmallVec<[Option<Option<S::Slot>>; 4]> = SmallVec::with_capacity(ids.len());
     let mut tried: SmallVec<[Option<LimitState>; 4]> = SmallVec::with_capacity(ids.len());
     for (item, (&id, &shard)) in batch.items.iter().zip(ids.iter().zip(shards)) {
+        let peek = item.action == Action::Peek;
         let state = locked.shard(shard).map(|shard| {
-            saved.push(shard.get(id, now).cloned());
-            S::Slot::hit(shard.get_or_insert(id, now), &item.limit, item.cost, now)
+            saved.push((!peek).then(|| shard.get(id, now).cloned()));
+            apply::<S>(shard, id, item, now, peek)
         });
         tried.push(state);
     }
@@ -362,28 +345,18 @@ fn all_or_nothing<S: Algorithm>(
         return;
     }
     // Undo in reverse, so a key hit twice ends with its oldest saved state.
-    for ((&id, &shard), state) in ids.iter().zip(shards).zip(saved).rev() {
-        if let Some(shard) = locked.shard(shard) {
-            shard.restore(id, state);
+    for ((&id, &shard), before) in ids.iter().zip(shards).zip(saved).rev() {
+        if let (Some(shard), Some(before)) = (locked.shard(shard), before) {
+            shard.restore(id, before);
         }
     }
-    for ((item, (&id, &shard)), attempt) in
-        batch.items.iter().zip(ids.iter().zip(shards)).zip(tried)
-    {
+    for ((item, (&id, &shard)), attempt) in batch.items.iter().zip(ids.iter().zip(shards)).zip(tried) {
         let state = locked.shard(shard).map(|shard| {
-            let empty = S::Slot::default();
-            let current = S::Slot::test(
-                shard.get(id, now).unwrap_or(&empty),
-                &item.limit,
-                item.cost,
-                now,
-            );
+            let current = apply::<S>(shard, id, item, now, true);
             match attempt {
-                Some(refused) if !refused.allowed => LimitState {
-                    allowed: false,
-                    retry_at: refused.retry_at,
-                    ..current
-                },
+                Some(refused) if !refused.allowed => {
+                    LimitState { allowed: false, retry_at: refused.retry_at, ..current }
+                }
                 _ => current,
             }
         });

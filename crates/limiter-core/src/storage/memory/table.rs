@@ -137,10 +137,7 @@ impl<V: Expiring> Shard<V> {
             .entry(id, |s| s.id() == id, hash_of)
             .or_insert_with(|| {
                 inserted = true;
-                Slot {
-                    tag: id,
-                    value: V::default(),
-                }
+                Slot { tag: id, value: V::default() }
             })
             .into_mut();
         if !inserted && slot.value.expires_at() <= now {
@@ -179,11 +176,7 @@ impl<V: Expiring> Shard<V> {
     /// last sweep (amortised O(1) per insert), or after an eighth of the cap
     /// once the shard is full, so that eviction finds expired keys first.
     fn sweep_due(&self) -> bool {
-        let period = if self.at_cap() {
-            (self.cap / 8).max(1)
-        } else {
-            self.swept_len.max(64)
-        };
+        let period = if self.at_cap() { (self.cap / 8).max(1) } else { self.swept_len.max(64) };
         self.inserts_since_sweep >= period
     }
 
@@ -285,12 +278,8 @@ mod tests {
         assert_eq!(shard.map.len(), 4);
         // Every key is marked used: the hand clears all marks, then evicts one.
         shard.get_or_insert(id(11), 6).0 = 1_000;
-        let present =
-            |shard: &Shard<Until>, n: u64| shard.map.find(id(n), |s| s.id() == id(n)).is_some();
-        let old: Vec<u64> = [0, 1, 3, 10]
-            .into_iter()
-            .filter(|&n| present(&shard, n))
-            .collect();
+        let present = |shard: &Shard<Until>, n: u64| shard.map.find(id(n), |s| s.id() == id(n)).is_some();
+        let old: Vec<u64> = [0, 1, 3, 10].into_iter().filter(|&n| present(&shard, n)).collect();
         assert_eq!(old.len(), 3);
         // Use one old key again: the next eviction must take another old,
         // unused key, never it nor the newly inserted 11.
