@@ -98,6 +98,17 @@ pub enum ConfigError {
     /// A rate limit string did not parse.
     #[error(transparent)]
     InvalidLimit(#[from] crate::ParseError),
+    /// A rate limit string did not parse, in a named place of the configuration.
+    #[error("{place}: {source}")]
+    InvalidLimitIn {
+        /// Where the string was (`route "slow"`, `default limits`, ...).
+        place: String,
+        /// What is wrong with it.
+        source: crate::ParseError,
+    },
+    /// Something in the configuration contradicts itself or is missing.
+    #[error("{0}")]
+    Invalid(String),
     /// A strategy name nobody knows.
     #[error("unknown strategy {given:?}: expected one of fixed-window, moving-window, sliding-window-counter or gcra")]
     UnknownStrategy {

@@ -109,6 +109,7 @@
 //! [`RateLimiter::dynamic`].
 
 pub mod clock;
+pub mod engine;
 mod error;
 mod limit;
 mod notation;

@@ -24,8 +24,12 @@
 
 pub mod cases;
 mod env;
+mod outage;
+mod request;
 
 pub use env::{Env, MANUAL_START, RealClock, TestClock};
+pub use outage::SwitchableStorage;
+pub use request::TestRequest;
 
 #[doc(hidden)]
 pub use tokio;

@@ -1,0 +1,23 @@
+//! The framework-free engine: which limits apply to a request (application,
+//! route, group, default and meta limits, exemptions, filters), decided in
+//! one storage call, with the headers and the 429 to answer. The web
+//! adapters (tower, actix-web) are thin layers over [`Limiter`].
+
+mod decision;
+mod declare;
+mod failure;
+mod key;
+mod limiter;
+mod plan;
+mod request;
+mod response;
+mod route;
+
+pub use decision::{Decision, RequestLimit, Verdict};
+pub use declare::{Limit, ResponseInfo};
+pub use failure::FailurePolicy;
+pub use key::{GlobalKey, HeaderKey, KeyError, KeyExtractor, PeerIp, ip_key};
+pub use limiter::{Limiter, LimiterBuilder, Sleeper};
+pub use request::RequestInfo;
+pub use response::{Breach, HeaderSettings, Rejection, RetryAfterFormat};
+pub use route::{Exemption, Group, Route};

@@ -1,0 +1,29 @@
+//! What the engine needs to know about a request, whatever the framework.
+
+use std::net::IpAddr;
+
+/// A request as the engine sees it; the web adapters implement it for their
+/// framework's request type.
+///
+/// Limit callbacks (`exempt_when`, dynamic limits, costs, key functions)
+/// receive the adapter's own request type `R`, so they can read anything the
+/// framework offers (extensions, cookies, ...).
+pub trait RequestInfo {
+    /// The HTTP method, upper case (`"GET"`).
+    fn method(&self) -> &str;
+
+    /// The pattern of the route that matched (`"/users/{id}"`), or `None`
+    /// when no route matched (a 404).
+    fn route(&self) -> Option<&str>;
+
+    /// The first value of a header, if present and valid text.
+    fn header(&self, name: &str) -> Option<&str>;
+
+    /// Every value of a header, in order (a header may be sent on several
+    /// lines; proxies append to `X-Forwarded-For` that way).
+    fn header_values(&self, name: &str) -> Vec<&str>;
+
+    /// The address of the peer that opened the connection, if the server
+    /// was set up to provide it.
+    fn peer_addr(&self) -> Option<IpAddr>;
+}

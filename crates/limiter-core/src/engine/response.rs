@@ -1,0 +1,301 @@
+//! What the limiter answers: rate-limit headers, 429 and 503 responses, and
+//! what breach hooks see.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::Timestamp;
+use crate::limit::RateLimit;
+
+/// How `Retry-After` is written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RetryAfterFormat {
+    /// Seconds to wait (`Retry-After: 30`), the default.
+    #[default]
+    DeltaSeconds,
+    /// An HTTP date (`Retry-After: Wed, 21 Oct 2026 07:28:00 GMT`).
+    HttpDate,
+}
+
+/// Which headers to send and under which names
+/// (`RATELIMIT_HEADERS_ENABLED`, `RATELIMIT_HEADER_*`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HeaderSettings {
+    /// Send `X-RateLimit-*` and `Retry-After` on every limited response
+    /// (Flask-Limiter's `headers_enabled`; off by default, as there).
+    pub enabled: bool,
+    /// Also send the IETF draft-10 `RateLimit` and `RateLimit-Policy` fields.
+    pub ietf: bool,
+    /// The name of the limit header.
+    pub limit: Arc<str>,
+    /// The name of the remaining header.
+    pub remaining: Arc<str>,
+    /// The name of the reset header (a Unix time in seconds).
+    pub reset: Arc<str>,
+    /// The name of the retry header.
+    pub retry_after: Arc<str>,
+    /// How the retry header is written.
+    pub retry_after_format: RetryAfterFormat,
+}
+
+impl Default for HeaderSettings {
+    fn default() -> Self {
+        HeaderSettings {
+            enabled: false,
+            ietf: false,
+            limit: Arc::from("X-RateLimit-Limit"),
+            remaining: Arc::from("X-RateLimit-Remaining"),
+            reset: Arc::from("X-RateLimit-Reset"),
+            retry_after: Arc::from("Retry-After"),
+            retry_after_format: RetryAfterFormat::DeltaSeconds,
+        }
+    }
+}
+
+/// A breached limit, as breach hooks see it (Flask-Limiter's `RequestLimit`
+/// of a breach).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Breach {
+    /// The limit.
+    pub limit: RateLimit,
+    /// The client key.
+    pub key: String,
+    /// The storage scope (route name, shared scope, `global`, `meta`).
+    pub scope: String,
+    /// The full storage key, as `limits` writes it.
+    pub storage_key: String,
+    /// The text the 429 shows: the limit's error message, or the limit
+    /// (`"1 per 1 day"`).
+    pub description: String,
+    /// Hits of cost 1 still allowed.
+    pub remaining: u64,
+    /// When the window resets.
+    pub reset_at: Timestamp,
+    /// When the refused request could pass, if ever.
+    pub retry_at: Option<Timestamp>,
+}
+
+/// A response the limiter answers instead of calling the handler: a 429,
+/// a 503 when a failing storage fails closed, or what a breach hook chose.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Rejection {
+    /// The status code.
+    pub status: u16,
+    /// Headers, rate-limit headers included.
+    pub headers: Vec<(Arc<str>, String)>,
+    /// The `Content-Type` of the body.
+    pub content_type: String,
+    /// The body.
+    pub body: String,
+}
+
+impl Rejection {
+    /// A plain-text response.
+    pub fn text(status: u16, body: impl Into<String>) -> Self {
+        Rejection {
+            status,
+            headers: Vec::new(),
+            content_type: "text/plain; charset=utf-8".to_owned(),
+            body: body.into(),
+        }
+    }
+
+    /// A JSON response.
+    pub fn json(status: u16, body: impl Into<String>) -> Self {
+        Rejection { content_type: "application/json".to_owned(), ..Rejection::text(status, body) }
+    }
+
+    /// The same response with one more header.
+    #[must_use]
+    pub fn with_header(mut self, name: impl Into<Arc<str>>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// Seconds from `now` until `at`, rounded up, at least 1: a `Retry-After`
+/// that never invites an immediate retry.
+pub(crate) fn retry_seconds(at: Timestamp, now: Timestamp) -> u64 {
+    at.saturating_duration_since(now).as_nanos().div_ceil(1_000_000_000).try_into().unwrap_or(u64::MAX).max(1)
+}
+
+pub(crate) fn http_date(at: Timestamp) -> String {
+    httpdate::fmt_http_date(at.to_system_time())
+}
+
+/// What the headers show of one limit.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct HeaderValues {
+    pub(crate) limit: RateLimit,
+    pub(crate) remaining: u64,
+    pub(crate) reset_at: Timestamp,
+    /// For a refusal, when to retry.
+    pub(crate) retry_at: Option<Timestamp>,
+}
+
+/// The rate-limit headers for one response.
+pub(crate) fn render_headers(
+    settings: &HeaderSettings,
+    shown: &HeaderValues,
+    policies: &[RateLimit],
+    limited: bool,
+    now: Timestamp,
+) -> Vec<(Arc<str>, String)> {
+    let mut headers = Vec::with_capacity(6);
+    // Flask-Limiter: X-RateLimit-Reset is int(reset_time + 1).
+    let reset_header = shown.reset_at.as_secs() + 1;
+    if settings.enabled {
+        headers.push((Arc::clone(&settings.limit), shown.limit.amount().to_string()));
+        headers.push((Arc::clone(&settings.remaining), shown.remaining.to_string()));
+        headers.push((Arc::clone(&settings.reset), reset_header.to_string()));
+        let retry_at = match (limited, shown.retry_at) {
+            (true, Some(at)) => at,
+            _ => Timestamp::from_secs(reset_header),
+        };
+        let value = match settings.retry_after_format {
+            RetryAfterFormat::HttpDate => http_date(retry_at),
+            // A 429 never says 0; elsewhere Flask-Limiter's int(reset - now).
+            RetryAfterFormat::DeltaSeconds if limited => retry_seconds(retry_at, now).to_string(),
+            RetryAfterFormat::DeltaSeconds => retry_at.saturating_duration_since(now).as_secs().to_string(),
+        };
+        headers.push((Arc::clone(&settings.retry_after), value));
+    }
+    if settings.ietf {
+        let policy = policies.iter().map(|l| format!("\"{}\";q={};w={}", policy_name(l), l.amount(), l.window_secs()));
+        headers.push((Arc::from("RateLimit-Policy"), policy.collect::<Vec<_>>().join(", ")));
+        let until = match (limited, shown.retry_at) {
+            (true, Some(at)) => retry_seconds(at, now),
+            _ => {
+                shown.reset_at.saturating_duration_since(now).as_nanos().div_ceil(1_000_000_000).try_into().unwrap_or(0)
+            }
+        };
+        headers.push((
+            Arc::from("RateLimit"),
+            format!("\"{}\";r={};t={until}", policy_name(&shown.limit), shown.remaining),
+        ));
+    }
+    headers
+}
+
+/// A policy name for the IETF fields: the limit in a token-safe spelling.
+pub(crate) fn policy_name(limit: &RateLimit) -> String {
+    format!("{}-per-{}-{}", limit.amount(), limit.multiples(), limit.granularity())
+}
+
+/// The default 429 body: plain text, or RFC 9457 problem details when the
+/// client prefers JSON.
+pub(crate) fn too_many_requests(description: &str, violated: &[RateLimit], wants_json: bool) -> Rejection {
+    if wants_json {
+        let body = serde_json::json!({
+            "type": "https://iana.org/assignments/http-problem-types#quota-exceeded",
+            "title": "Too Many Requests",
+            "status": 429,
+            "detail": format!("Rate limit exceeded: {description}"),
+            "violated-policies": violated.iter().map(policy_name).collect::<Vec<_>>(),
+        });
+        Rejection { content_type: "application/problem+json".to_owned(), ..Rejection::json(429, body.to_string()) }
+    } else {
+        Rejection::text(429, format!("Rate limit exceeded: {description}"))
+    }
+}
+
+/// The 503 a storage outage answers when the limiter fails closed.
+pub(crate) fn unavailable(retry_after: Duration, wants_json: bool, retry_header: &Arc<str>) -> Rejection {
+    let secs = retry_after.as_secs().max(1);
+    let rejection = if wants_json {
+        let body = serde_json::json!({
+            "type": "https://iana.org/assignments/http-problem-types#temporary-reduced-capacity",
+            "title": "Service Unavailable",
+            "status": 503,
+            "detail": "Rate limiting is unavailable; try again later",
+        });
+        Rejection { content_type: "application/problem+json".to_owned(), ..Rejection::json(503, body.to_string()) }
+    } else {
+        Rejection::text(503, "Service temporarily unavailable: rate limiting storage unreachable")
+    };
+    rejection.with_header(Arc::clone(retry_header), secs.to_string())
+}
+
+/// Whether an `Accept` header prefers JSON to plain text.
+pub(crate) fn wants_json(accept: Option<&str>) -> bool {
+    accept.is_some_and(|accept| {
+        accept.split(',').any(|part| {
+            let media = part.split(';').next().unwrap_or("").trim();
+            media.eq_ignore_ascii_case("application/json")
+                || media.eq_ignore_ascii_case("application/problem+json")
+                || media.to_ascii_lowercase().ends_with("+json")
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limit::Granularity;
+
+    fn find<'a>(headers: &'a [(Arc<str>, String)], name: &str) -> Option<&'a str> {
+        headers.iter().find(|(n, _)| &**n == name).map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn flask_limiter_headers() {
+        let settings = HeaderSettings { enabled: true, ..HeaderSettings::default() };
+        let limit = RateLimit::new(2, 1, Granularity::Minute).unwrap();
+        let now = Timestamp::from_nanos(1_000_000_000_500_000_000);
+        let shown = HeaderValues {
+            limit,
+            remaining: 1,
+            reset_at: Timestamp::from_nanos(1_000_000_060_500_000_000),
+            retry_at: None,
+        };
+        let h = render_headers(&settings, &shown, &[limit], false, now);
+        assert_eq!(find(&h, "X-RateLimit-Limit"), Some("2"));
+        assert_eq!(find(&h, "X-RateLimit-Remaining"), Some("1"));
+        assert_eq!(find(&h, "X-RateLimit-Reset"), Some("1000000061"));
+        assert_eq!(find(&h, "Retry-After"), Some("60"));
+        assert_eq!(find(&h, "RateLimit"), None);
+    }
+
+    #[test]
+    fn retry_after_on_429_is_rounded_up_and_never_zero() {
+        let settings = HeaderSettings { enabled: true, ietf: true, ..HeaderSettings::default() };
+        let limit = RateLimit::new(1, 1, Granularity::Second).unwrap();
+        let now = Timestamp::from_nanos(10_000_000_000);
+        let soon = HeaderValues {
+            limit,
+            remaining: 0,
+            reset_at: Timestamp::from_nanos(10_000_000_001),
+            retry_at: Some(Timestamp::from_nanos(10_000_000_001)),
+        };
+        let h = render_headers(&settings, &soon, &[limit], true, now);
+        assert_eq!(find(&h, "Retry-After"), Some("1"));
+        assert_eq!(find(&h, "RateLimit"), Some("\"1-per-1-second\";r=0;t=1"));
+        assert_eq!(find(&h, "RateLimit-Policy"), Some("\"1-per-1-second\";q=1;w=1"));
+        let later = HeaderValues { retry_at: Some(Timestamp::from_nanos(12_100_000_000)), ..soon };
+        let h = render_headers(&settings, &later, &[limit], true, now);
+        assert_eq!(find(&h, "Retry-After"), Some("3"));
+        let date = HeaderSettings { retry_after_format: RetryAfterFormat::HttpDate, ..settings };
+        let h = render_headers(&date, &later, &[limit], true, now);
+        assert_eq!(find(&h, "Retry-After"), Some("Thu, 01 Jan 1970 00:00:12 GMT"));
+    }
+
+    #[test]
+    fn bodies() {
+        let limit = RateLimit::new(1, 1, Granularity::Day).unwrap();
+        let text = too_many_requests("1 per 1 day", &[limit], false);
+        assert_eq!(text.body, "Rate limit exceeded: 1 per 1 day");
+        let json = too_many_requests("1 per 1 day", &[limit], true);
+        let v: serde_json::Value = serde_json::from_str(&json.body).unwrap();
+        assert_eq!(v["status"], 429);
+        assert_eq!(v["violated-policies"][0], "1-per-1-day");
+        assert_eq!(json.content_type, "application/problem+json");
+        assert!(wants_json(Some("text/html, application/json;q=0.9")));
+        assert!(wants_json(Some("application/problem+json")));
+        assert!(!wants_json(Some("text/plain, */*")));
+        assert!(!wants_json(None));
+    }
+}
