@@ -87,7 +87,7 @@ impl fmt::Debug for Deferred {
 #[derive(Debug)]
 pub struct Decision {
     verdict: Verdict,
-    limits: Vec<RequestLimit>,
+    limits: Arc<[RequestLimit]>,
     headers: Vec<(Arc<str>, String)>,
     rejection: Option<Rejection>,
     pub(crate) deferred: Vec<Deferred>,
@@ -101,7 +101,7 @@ impl Decision {
         rejection: Option<Rejection>,
         deferred: Vec<Deferred>,
     ) -> Self {
-        Decision { verdict, limits, headers, rejection, deferred }
+        Decision { verdict, limits: limits.into(), headers, rejection, deferred }
     }
 
     pub(crate) fn exempt() -> Self {
@@ -144,6 +144,12 @@ impl Decision {
     /// Every limit evaluated, shortest window first (`current_limits`).
     pub fn limits(&self) -> &[RequestLimit] {
         &self.limits
+    }
+
+    /// The evaluated limits, shared: what adapters hand to request handlers
+    /// without copying.
+    pub fn shared_limits(&self) -> Arc<[RequestLimit]> {
+        Arc::clone(&self.limits)
     }
 
     /// The limit the headers describe: the breached one, else the first

@@ -89,6 +89,7 @@ struct Shared<R> {
     on_meta_breach: Option<BreachHook>,
     clock: Arc<dyn Clock>,
     timeout: Option<(Duration, Sleeper)>,
+    key_error_logged: std::sync::atomic::AtomicBool,
 }
 
 /// Builds a [`Limiter`]; every mistake is reported by [`build`](Self::build).
@@ -362,6 +363,7 @@ impl<R: RequestInfo + Send + Sync + 'static> LimiterBuilder<R> {
                 on_meta_breach: self.on_meta_breach,
                 clock: self.clock,
                 timeout: self.timeout,
+                key_error_logged: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -717,7 +719,13 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
 
     fn key_failure(&self, error: &KeyError, request: &R) -> Decision {
         let shared = &*self.inner;
-        tracing::error!(%error, "no rate limit key for the request");
+        // A missing key is usually a server set-up mistake that hits every
+        // request: say it loudly once, then quietly.
+        if shared.key_error_logged.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::debug!(%error, "no rate limit key for the request");
+        } else {
+            tracing::error!(%error, "no rate limit key for the request (logged once)");
+        }
         match shared.policy {
             FailurePolicy::FailOpen => Decision::failed_open(),
             FailurePolicy::FailClosed { retry_after } => Decision::unavailable(unavailable(

@@ -1,0 +1,202 @@
+//! The layer on an axum router, driven in-process with `oneshot` on a
+//! manual clock.
+
+// Integration tests: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Extension};
+use axum::routing::get;
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use limiter_core::ManualClock;
+use limiter_core::engine::{FailurePolicy, Limit, Route};
+use limiter_testkit::MANUAL_START;
+use limiter_tower::{CurrentLimits, HttpRequest, Limiter, LimiterLayer, MatchedRoute, RouteSource};
+use tower::ServiceExt;
+
+fn quickstart(clock: &ManualClock) -> Router {
+    let limiter = Limiter::builder()
+        .clock(clock.clone())
+        .default_limits("200 per day")
+        .default_limits("50 per hour")
+        .headers_enabled(true)
+        .route(Route::new("slow").path("/slow").limit("1 per day"))
+        .route(Route::new("medium").path("/medium").limit(Limit::new("1/second").override_defaults(false)))
+        .route(Route::new("fast").path("/fast"))
+        .route(Route::new("ping").path("/ping").exempt())
+        .build()
+        .unwrap();
+    Router::new()
+        .route("/slow", get(|| async { ":(" }))
+        .route("/medium", get(|| async { ":|" }))
+        .route("/fast", get(|| async { ":)" }))
+        .route("/ping", get(|| async { "PONG" }))
+        .route(
+            "/whoami",
+            get(|Extension(limits): Extension<CurrentLimits>| async move {
+                let current = limits.current().unwrap();
+                format!("{} left of {}", current.remaining, current.limit)
+            }),
+        )
+        .layer(LimiterLayer::new(limiter))
+}
+
+fn get_from(path: &str, peer: [u8; 4]) -> Request<Body> {
+    let mut request = Request::get(path).body(Body::empty()).unwrap();
+    request.extensions_mut().insert(ConnectInfo(SocketAddr::from((peer, 40_000))));
+    request
+}
+
+async fn send(app: &Router, request: Request<Body>) -> (StatusCode, http::HeaderMap, String) {
+    let response: Response<Body> = app.clone().oneshot(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    (parts.status, parts.headers, String::from_utf8(body.to_vec()).unwrap())
+}
+
+fn header<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+#[tokio::test]
+async fn quickstart_over_axum() {
+    let clock = ManualClock::new(MANUAL_START);
+    let app = quickstart(&clock);
+    let me = [127, 0, 0, 1];
+    let reset = (MANUAL_START.as_secs() + 86_400 + 1).to_string();
+
+    let (status, headers, body) = send(&app, get_from("/slow", me)).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, ":("));
+    assert_eq!(header(&headers, "x-ratelimit-limit"), Some("1"));
+    assert_eq!(header(&headers, "x-ratelimit-remaining"), Some("0"));
+    assert_eq!(header(&headers, "x-ratelimit-reset"), Some(reset.as_str()));
+    assert_eq!(header(&headers, "retry-after"), Some("86400"));
+
+    let (status, headers, body) = send(&app, get_from("/slow", me)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(body, "Rate limit exceeded: 1 per 1 day");
+    assert_eq!(header(&headers, "content-type"), Some("text/plain; charset=utf-8"));
+    assert_eq!(header(&headers, "retry-after"), Some("86400"));
+
+    // Another client has its own buckets.
+    assert_eq!(send(&app, get_from("/slow", [10, 0, 0, 2])).await.0, StatusCode::OK);
+
+    assert_eq!(send(&app, get_from("/medium", me)).await.0, StatusCode::OK);
+    let (status, headers, body) = send(&app, get_from("/medium", me)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(body, "Rate limit exceeded: 1 per 1 second");
+    assert_eq!(header(&headers, "retry-after"), Some("1"));
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(send(&app, get_from("/medium", me)).await.0, StatusCode::OK);
+
+    for _ in 0..60 {
+        let (status, headers, body) = send(&app, get_from("/ping", me)).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "PONG"));
+        assert_eq!(header(&headers, "x-ratelimit-limit"), None, "exempt routes get no headers");
+    }
+    for _ in 0..50 {
+        assert_eq!(send(&app, get_from("/fast", me)).await.0, StatusCode::OK);
+    }
+    let (status, _, body) = send(&app, get_from("/fast", me)).await;
+    assert_eq!((status, body.as_str()), (StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded: 50 per 1 hour"));
+
+    // Unmatched requests are not limited and reach the fallback (404).
+    for _ in 0..3 {
+        assert_eq!(send(&app, get_from("/nope", me)).await.0, StatusCode::NOT_FOUND);
+    }
+}
+
+#[tokio::test]
+async fn handlers_see_the_current_limit() {
+    let clock = ManualClock::new(MANUAL_START);
+    let app = quickstart(&clock);
+    let (_, _, body) = send(&app, get_from("/whoami", [127, 0, 0, 1])).await;
+    assert_eq!(body, "49 left of 50 per 1 hour");
+}
+
+#[tokio::test]
+async fn json_clients_get_problem_details() {
+    let clock = ManualClock::new(MANUAL_START);
+    let app = quickstart(&clock);
+    let _ = send(&app, get_from("/slow", [127, 0, 0, 1])).await;
+    let mut request = get_from("/slow", [127, 0, 0, 1]);
+    request.headers_mut().insert("accept", "application/json".parse().unwrap());
+    let (status, headers, body) = send(&app, request).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(&headers, "content-type"), Some("application/problem+json"));
+    assert!(body.contains("\"detail\":\"Rate limit exceeded: 1 per 1 day\""), "{body}");
+}
+
+#[tokio::test]
+async fn a_server_without_peer_addresses_answers_503_not_500() {
+    let clock = ManualClock::new(MANUAL_START);
+    let app = quickstart(&clock);
+    let request = Request::get("/fast").body(Body::empty()).unwrap();
+    let (status, headers, body) = send(&app, request).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(header(&headers, "retry-after"), Some("1"));
+    assert!(body.contains("unavailable"), "{body}");
+
+    let open =
+        Limiter::builder().default_limits("1/minute").on_storage_failure(FailurePolicy::FailOpen).build().unwrap();
+    let app = Router::new().route("/fast", get(|| async { ":)" })).layer(LimiterLayer::new(open));
+    let request = Request::get("/fast").body(Body::empty()).unwrap();
+    assert_eq!(send(&app, request).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn uri_paths_as_routes_for_tonic_and_hyper() {
+    let limiter = Limiter::builder()
+        .route(Route::new("say_hello").path("/greeter.Greeter/SayHello").limit("1/minute"))
+        .build()
+        .unwrap();
+    let service =
+        tower::service_fn(|_: Request<Body>| async { Ok::<_, std::convert::Infallible>(Response::new(Body::empty())) });
+    let layered = tower::ServiceBuilder::new()
+        .layer(LimiterLayer::new(limiter).route_source(RouteSource::UriPath))
+        .service(service);
+    let call = |layered: &_| {
+        let mut request = Request::post("/greeter.Greeter/SayHello").body(Body::empty()).unwrap();
+        request.extensions_mut().insert(SocketAddr::from(([127, 0, 0, 1], 1)));
+        tower::ServiceExt::<Request<Body>>::oneshot(Clone::clone(layered), request)
+    };
+    assert_eq!(call(&layered).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(call(&layered).await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn matched_route_extension_for_other_routers() {
+    let limiter = Limiter::builder().route(Route::new("/items/{id}").limit("1/minute")).build().unwrap();
+    let service =
+        tower::service_fn(|_: Request<Body>| async { Ok::<_, std::convert::Infallible>(Response::new(Body::empty())) });
+    let layered = tower::ServiceBuilder::new().layer(LimiterLayer::new(limiter)).service(service);
+    let request = |path: &str| {
+        let mut request = Request::get(path).body(Body::empty()).unwrap();
+        request.extensions_mut().insert(SocketAddr::from(([127, 0, 0, 1], 1)));
+        request.extensions_mut().insert(MatchedRoute("/items/{id}".into()));
+        request
+    };
+    assert_eq!(layered.clone().oneshot(request("/items/1")).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(layered.clone().oneshot(request("/items/2")).await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn callbacks_read_the_request_head() {
+    let limiter = Limiter::builder()
+        .default_limits(Limit::new("1/minute").exempt_when(|r: &HttpRequest| r.headers().contains_key("x-admin")))
+        .build()
+        .unwrap();
+    let app = Router::new().route("/a", get(|| async { "a" })).layer(LimiterLayer::new(limiter));
+    for _ in 0..3 {
+        let mut request = get_from("/a", [127, 0, 0, 1]);
+        request.headers_mut().insert("x-admin", "1".parse().unwrap());
+        assert_eq!(send(&app, request).await.0, StatusCode::OK);
+    }
+    assert_eq!(send(&app, get_from("/a", [127, 0, 0, 1])).await.0, StatusCode::OK);
+    assert_eq!(send(&app, get_from("/a", [127, 0, 0, 1])).await.0, StatusCode::TOO_MANY_REQUESTS);
+}
