@@ -123,5 +123,5 @@ pub use limit::{DEFAULT_NAMESPACE, Granularity, LimitError, MAX_AMOUNT, MAX_WIND
 pub use notation::{ParseError, ParseErrorKind, parse, parse_many};
 pub use rate_limiter::RateLimiter;
 pub use storage::memory::MemoryStorage;
-pub use storage::{AnyStorage, Batch, Item, Key, LimitState, Mode, Outcome, Storage, Supports, WindowStats};
+pub use storage::{Action, AnyStorage, Batch, Item, Key, LimitState, Mode, Outcome, Storage, Supports, WindowStats};
 pub use strategy::{FixedWindow, Gcra, MovingWindow, SlidingWindowCounter, Strategy, StrategyKind};

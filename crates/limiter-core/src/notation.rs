@@ -224,9 +224,12 @@ impl Scanner<'_> {
         self.pos >= self.input.len()
     }
 
+    /// Skips what Python's `\s` matches: Unicode white space plus the
+    /// separators U+001C to U+001F, which `str.isspace()` counts too.
     fn skip_ws(&mut self) {
         let rest = self.rest();
-        self.pos += rest.len() - rest.trim_start().len();
+        self.pos += rest.len()
+            - rest.trim_start_matches(|c: char| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)).len();
     }
 
     fn take_while(&mut self, pred: impl Fn(char) -> bool) -> Range<usize> {

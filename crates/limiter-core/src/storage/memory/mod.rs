@@ -326,17 +326,17 @@ fn all_or_nothing<S: Algorithm>(
     outcome: &mut Outcome,
 ) {
     let now = batch.now.as_nanos();
-    // Per item: the state before its hit (`Some(None)`: there was none), or
-    // `None` for a peek, which changes nothing.
-    let mut saved: SmallVec<[Option<Option<S::Slot>>; 4]> = SmallVec::with_capacity(ids.len());
+    // Every item's state before the batch touches anything (`None`: there
+    // was none): one item's insert may evict another's key, peeked ones too.
+    let saved: SmallVec<[Option<S::Slot>; 4]> = ids
+        .iter()
+        .zip(shards)
+        .map(|(&id, &shard)| locked.shard(shard).and_then(|shard| shard.get(id, now).cloned()))
+        .collect();
     let mut tried: SmallVec<[Option<LimitState>; 4]> = SmallVec::with_capacity(ids.len());
     for (item, (&id, &shard)) in batch.items.iter().zip(ids.iter().zip(shards)) {
         let peek = item.action == Action::Peek;
-        let state = locked.shard(shard).map(|shard| {
-            saved.push((!peek).then(|| shard.get(id, now).cloned()));
-            apply::<S>(shard, id, item, now, peek)
-        });
-        tried.push(state);
+        tried.push(locked.shard(shard).map(|shard| apply::<S>(shard, id, item, now, peek)));
     }
     if tried.iter().flatten().all(|s| s.allowed) {
         for state in tried {
@@ -344,9 +344,10 @@ fn all_or_nothing<S: Algorithm>(
         }
         return;
     }
-    // Undo in reverse, so a key hit twice ends with its oldest saved state.
+    // Undo in reverse: the keys the batch added go first, so re-inserting
+    // evicted states never overflows the shard.
     for ((&id, &shard), before) in ids.iter().zip(shards).zip(saved).rev() {
-        if let (Some(shard), Some(before)) = (locked.shard(shard), before) {
+        if let Some(shard) = locked.shard(shard) {
             shard.restore(id, before);
         }
     }

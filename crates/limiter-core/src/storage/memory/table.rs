@@ -151,13 +151,18 @@ impl<V: Expiring> Shard<V> {
     }
 
     /// Puts back a state saved with [`get`](Self::get) (`None`: no state).
+    /// Puts back a state saved with [`get`](Self::get) (`None`: no state),
+    /// re-inserting it if the batch's own inserts evicted it. Run in reverse
+    /// order, a rollback first removes the keys the batch added, so the
+    /// shard ends no fuller than it began.
     pub(crate) fn restore(&mut self, id: u64, saved: Option<V>) {
         match saved {
-            Some(value) => {
-                if let Some(slot) = self.map.find_mut(id, |s| s.id() == id) {
-                    slot.value = value;
+            Some(value) => match self.map.find_mut(id, |s| s.id() == id) {
+                Some(slot) => slot.value = value,
+                None => {
+                    self.map.insert_unique(id, Slot { tag: id | REF_BIT, value }, hash_of);
                 }
-            }
+            },
             None => self.remove(id),
         }
     }
