@@ -2,10 +2,16 @@
 //! Flask-Limiter and Python's `limits` offer.
 //!
 //! This facade re-exports the crates of the project behind features that
-//! mirror Flask-Limiter's extras. Today it holds the core engine
-//! ([`limiter_core`]): the notation, the strategies, the storage contract and
-//! the memory storage. The web adapters and the Redis, Memcached and MongoDB
-//! backends come as features of this crate.
+//! mirror Flask-Limiter's extras:
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | (none) | the core: notation, strategies, storage contract, memory storage, the framework-free engine |
+//! | `tower` | [`tower`](crate::tower): the layer for tonic and hyper services |
+//! | `axum` | the same layer reading axum's matched routes and peer addresses |
+//!
+//! The Redis, Valkey, Memcached and MongoDB backends and the actix-web
+//! middleware come as features too as they land.
 //!
 //! ```
 //! let limits = limiter::parse_many("200 per day; 50 per hour")?;
@@ -15,6 +21,19 @@
 
 #[doc(inline)]
 pub use limiter_core::*;
+
+#[doc(inline)]
+pub use limiter_core::engine::{
+    Breach, Decision, Exemption, FailurePolicy, GlobalKey, Group, HeaderKey, HeaderSettings, KeyError, KeyExtractor,
+    Limit, PeerIp, Rejection, RequestInfo, RequestLimit, ResponseInfo, RetryAfterFormat, Route, Verdict,
+};
+
+/// The tower layer (axum, tonic, hyper): [`limiter_tower`].
+#[cfg(feature = "tower")]
+pub mod tower {
+    #[doc(inline)]
+    pub use limiter_tower::*;
+}
 
 #[doc = include_str!("../../../README.md")]
 #[cfg(doctest)]

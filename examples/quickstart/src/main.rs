@@ -1,97 +1,97 @@
-//! The seed's Flask-Limiter quickstart, decided by the limiter core.
+//! The seed's Flask-Limiter quickstart app, served by axum with limiter.
 //!
-//! Run with: `cargo run -p quickstart`
+//! Run with: `cargo run -p quickstart`, then `curl -i 127.0.0.1:8000/slow`.
 //!
-//! The Flask app limits every route to `200 per day` and `50 per hour` by
-//! default, `/slow` to `1 per day` (instead of the defaults), `/medium` to
-//! `1/second` on top of the defaults, and exempts `/ping`. Until the web layer
-//! serves it over HTTP, this program replays a burst of requests from one
-//! client and prints what the server would answer, with the rate-limit
-//! headers Flask-Limiter sends. `RATELIMIT_STRATEGY` picks the strategy
-//! (`fixed-window` by default), as in Flask-Limiter.
+//! The Flask app, route for route:
+//!
+//! ```python
+//! limiter = Limiter(get_remote_address, app=app, default_limits=["200 per day", "50 per hour"],
+//!                   storage_uri=storage_uri, strategy="fixed-window")
+//! @app.route("/slow")   @limiter.limit("1 per day")                          -> ":("
+//! @app.route("/medium") @limiter.limit("1/second", override_defaults=False)  -> ":|"
+//! @app.route("/fast")                                                        -> ":)"
+//! @app.route("/ping")   @limiter.exempt                                      -> "PONG"
+//! @app.errorhandler(429) -> f"Rate limit exceeded: {e.description}", 429
+//! ```
+//!
+//! Environment: `PORT` (default 8000; it listens on 127.0.0.1),
+//! `RATELIMIT_STRATEGY` (default `fixed-window`), `RATELIMIT_STORAGE_URI`
+//! (default `memory://`; the remote storages arrive with their crates).
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use limiter::{AnyStorage, Clock, Item, Key, MemoryStorage, Mode, RateLimit, RateLimiter, StrategyKind, SystemClock};
+use axum::Router;
+use axum::routing::get;
+use limiter::tower::{Limiter, LimiterLayer};
+use limiter::{Limit, Route};
 
-struct Route {
-    name: &'static str,
-    limits: Vec<RateLimit>,
+fn limiter() -> Result<Limiter, String> {
+    let strategy = std::env::var("RATELIMIT_STRATEGY").unwrap_or_else(|_| "fixed-window".to_owned());
+    let storage = std::env::var("RATELIMIT_STORAGE_URI").unwrap_or_else(|_| "memory://".to_owned());
+    if storage != "memory://" {
+        return Err(format!(
+            "RATELIMIT_STORAGE_URI={:?}: only memory:// is available in this build; \
+             the Redis, Memcached and MongoDB storages arrive with their crates",
+            storage.split('@').next_back().unwrap_or_default()
+        ));
+    }
+    Limiter::builder()
+        .strategy_name(&strategy)
+        .default_limits("200 per day")
+        .default_limits("50 per hour")
+        .headers_enabled(true)
+        .route(Route::new("slow").path("/slow").limit("1 per day"))
+        .route(Route::new("medium").path("/medium").limit(Limit::new("1/second").override_defaults(false)))
+        .route(Route::new("fast").path("/fast"))
+        .route(Route::new("ping").path("/ping").exempt())
+        .build()
+        .map_err(|e| e.to_string())
 }
 
-fn routes(defaults: &[RateLimit]) -> Result<Vec<Route>, limiter::ParseError> {
-    let with_defaults = |own: &str| -> Result<Vec<RateLimit>, limiter::ParseError> {
-        let mut limits = limiter::parse_many(own)?;
-        limits.extend_from_slice(defaults);
-        Ok(limits)
-    };
-    Ok(vec![
-        Route { name: "slow", limits: limiter::parse_many("1 per day")? },
-        Route { name: "medium", limits: with_defaults("1/second")? },
-        Route { name: "fast", limits: defaults.to_vec() },
-        Route { name: "ping", limits: Vec::new() },
-    ])
+fn app(limiter: Limiter) -> Router {
+    Router::new()
+        .route("/slow", get(|| async { ":(" }))
+        .route("/medium", get(|| async { ":|" }))
+        .route("/fast", get(|| async { ":)" }))
+        .route("/ping", get(|| async { "PONG" }))
+        .layer(LimiterLayer::new(limiter))
 }
 
-#[tokio::main(flavor = "current_thread")]
+#[tokio::main]
 async fn main() -> ExitCode {
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
+    let port = match std::env::var("PORT").map(|p| p.parse::<u16>()) {
+        Err(_) => 8000,
+        Ok(Ok(port)) => port,
+        Ok(Err(e)) => {
+            eprintln!("quickstart: PORT must be a port number: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let limiter = match limiter() {
+        Ok(limiter) => limiter,
         Err(e) => {
             eprintln!("quickstart: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("quickstart: cannot listen on 127.0.0.1:{port}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("quickstart: serving on http://127.0.0.1:{port} ({:?} strategy)", limiter.strategy());
+    let service = app(limiter).into_make_service_with_connect_info::<SocketAddr>();
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    match axum::serve(listener, service).with_graceful_shutdown(shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("quickstart: server failed: {e}");
             ExitCode::FAILURE
         }
     }
-}
-
-async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let strategy: StrategyKind = std::env::var("RATELIMIT_STRATEGY").as_deref().unwrap_or("fixed-window").parse()?;
-    let limiter = RateLimiter::dynamic(strategy, AnyStorage::new(MemoryStorage::new()))?;
-    let defaults = limiter::parse_many("200 per day; 50 per hour")?;
-    let routes = routes(&defaults)?;
-    let client = "127.0.0.1";
-    println!("strategy: {strategy}; client {client}; defaults: 200 per day, 50 per hour\n");
-
-    for path in ["/slow", "/slow", "/medium", "/medium", "/fast", "/fast", "/ping"] {
-        let Some(route) = routes.iter().find(|r| path.strip_prefix('/') == Some(r.name)) else {
-            continue;
-        };
-        if route.limits.is_empty() {
-            println!("GET {path:<8} -> 200 (exempt)");
-            continue;
-        }
-        let ids = [client, route.name];
-        let items: Vec<Item<'_>> = route.limits.iter().map(|l| Item::new(*l, Key::new(&ids))).collect();
-        let outcome = limiter.decide(&items, Mode::Sequential { stop_at_first_breach: true }).await?;
-        // Flask-Limiter reports the breached limit, else the one with the
-        // shortest granularity.
-        let shown = outcome
-            .states()
-            .iter()
-            .zip(&route.limits)
-            .filter_map(|(s, l)| s.map(|s| (s, l)))
-            .min_by_key(|(s, l)| (s.allowed, l.granularity()));
-        let Some((state, limit)) = shown else {
-            continue;
-        };
-        let now = SystemClock.now();
-        // A 429's Retry-After is when the refused hit could pass, rounded up
-        // and never 0; otherwise, as Flask-Limiter does, the time to reset.
-        let retry_after = match outcome.retry_at() {
-            Some(at) => at.saturating_duration_since(now).as_nanos().div_ceil(1_000_000_000).max(1),
-            None => u128::from(state.reset_at.saturating_duration_since(now).as_secs()),
-        };
-        let headers = format!(
-            "X-RateLimit-Limit: {}, X-RateLimit-Remaining: {}, X-RateLimit-Reset: {}, Retry-After: {retry_after}",
-            limit.amount(),
-            state.remaining,
-            state.reset_at.as_secs() + 1,
-        );
-        if outcome.allowed() {
-            println!("GET {path:<8} -> 200  [{headers}]");
-        } else {
-            println!("GET {path:<8} -> 429 Rate limit exceeded: {limit}  [{headers}]");
-        }
-    }
-    Ok(())
 }
