@@ -200,3 +200,30 @@ async fn callbacks_read_the_request_head() {
     assert_eq!(send(&app, get_from("/a", [127, 0, 0, 1])).await.0, StatusCode::OK);
     assert_eq!(send(&app, get_from("/a", [127, 0, 0, 1])).await.0, StatusCode::TOO_MANY_REQUESTS);
 }
+
+#[tokio::test]
+async fn keys_from_request_extensions() {
+    #[derive(Clone)]
+    struct Tenant(&'static str);
+    impl std::fmt::Display for Tenant {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    let limiter = Limiter::builder()
+        .key(limiter_tower::ExtensionKey::<Tenant>::new())
+        .default_limits("1/minute")
+        .build()
+        .unwrap();
+    let app = Router::new().route("/a", get(|| async { "a" })).layer(LimiterLayer::new(limiter));
+    let as_tenant = |t: &'static str| {
+        let mut request = Request::get("/a").body(Body::empty()).unwrap();
+        request.extensions_mut().insert(Tenant(t));
+        request
+    };
+    assert_eq!(send(&app, as_tenant("acme")).await.0, StatusCode::OK);
+    assert_eq!(send(&app, as_tenant("acme")).await.0, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(send(&app, as_tenant("globex")).await.0, StatusCode::OK);
+    let anonymous = Request::get("/a").body(Body::empty()).unwrap();
+    assert_eq!(send(&app, anonymous).await.0, StatusCode::SERVICE_UNAVAILABLE, "no key: never a shared bucket");
+}

@@ -401,6 +401,58 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
         &self.inner.storage
     }
 
+    /// Forgets every counter in the storage (Flask-Limiter's `reset()`).
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] if the storage fails.
+    pub async fn reset(&self) -> Result<(), StorageError> {
+        self.inner.storage.reset().await
+    }
+
+    /// Limits for any code path, not a route: Flask-Limiter's
+    /// `with limiter.limit(...)`. The limits are parsed here, once; each
+    /// [`InlineLimit::hit`] counts one attempt for a key under `scope`.
+    ///
+    /// ```
+    /// use limiter_core::engine::Limiter;
+    /// # use limiter_core::engine::RequestInfo;
+    /// # struct Req;
+    /// # impl RequestInfo for Req {
+    /// #     fn method(&self) -> &str { "GET" }
+    /// #     fn route(&self) -> Option<&str> { None }
+    /// #     fn header(&self, _: &str) -> Option<&str> { None }
+    /// #     fn header_values(&self, _: &str) -> Vec<&str> { Vec::new() }
+    /// #     fn peer_addr(&self) -> Option<std::net::IpAddr> { None }
+    /// # }
+    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     match f.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+    /// #         std::task::Poll::Ready(v) => v,
+    /// #         std::task::Poll::Pending => unreachable!(),
+    /// #     }
+    /// # }
+    /// # block_on(async {
+    /// let limiter = Limiter::<Req>::builder().build()?;
+    /// let logins = limiter.inline("login", "3 per minute; 10 per hour")?;
+    /// for _ in 0..3 {
+    ///     assert!(logins.hit("alice").await?.allowed());
+    /// }
+    /// assert!(!logins.hit("alice").await?.allowed());
+    /// assert!(logins.hit("bob").await?.allowed());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] if `limits` does not parse.
+    pub fn inline(&self, scope: &str, limits: &str) -> Result<InlineLimit<R>, ConfigError> {
+        let parsed = crate::notation::parse_many(limits)
+            .map_err(|source| ConfigError::InvalidLimitIn { place: format!("inline limit {scope:?}"), source })?;
+        Ok(InlineLimit { limiter: self.clone(), scope: Arc::from(scope), limits: parsed.into() })
+    }
+
     /// Decides `request`: which limits apply, whether it may proceed, and
     /// the headers or the rejection to answer. One storage call, plus one
     /// more only when a breach must be counted against meta limits.
@@ -739,6 +791,78 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
                 &shared.headers.retry_after,
             )),
         }
+    }
+}
+
+/// Limits on a code path that is not a route; see [`Limiter::inline`].
+pub struct InlineLimit<R> {
+    limiter: Limiter<R>,
+    scope: Arc<str>,
+    limits: Arc<[RateLimit]>,
+}
+
+impl<R> fmt::Debug for InlineLimit<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InlineLimit").field("scope", &self.scope).field("limits", &self.limits).finish()
+    }
+}
+
+impl<R> Clone for InlineLimit<R> {
+    fn clone(&self) -> Self {
+        InlineLimit { limiter: self.limiter.clone(), scope: Arc::clone(&self.scope), limits: Arc::clone(&self.limits) }
+    }
+}
+
+impl<R: RequestInfo + Send + Sync + 'static> InlineLimit<R> {
+    /// Counts one attempt for `key`; refused if any limit is used up (and
+    /// then, with all-or-nothing semantics, nothing is counted).
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] if the storage fails: the caller decides, since there
+    /// is no HTTP response to fail open or closed.
+    pub async fn hit(&self, key: &str) -> Result<Outcome, StorageError> {
+        self.run(key, Mode::AllOrNothing).await
+    }
+
+    /// Whether an attempt for `key` would pass, counting nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] if the storage fails.
+    pub async fn test(&self, key: &str) -> Result<Outcome, StorageError> {
+        self.run(key, Mode::Peek).await
+    }
+
+    /// Forgets `key`'s counters for these limits (after a successful login, say).
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] if the storage fails.
+    pub async fn clear(&self, key: &str) -> Result<(), StorageError> {
+        let shared = &*self.limiter.inner;
+        let ids = self.identifiers(key);
+        for limit in self.limits.iter() {
+            shared.storage.clear(shared.strategy, limit, Key::new(&ids)).await?;
+        }
+        Ok(())
+    }
+
+    fn identifiers<'a>(&'a self, key: &'a str) -> Vec<&'a str> {
+        let mut ids = Vec::with_capacity(3);
+        if let Some(prefix) = &self.limiter.inner.key_prefix {
+            ids.push(&**prefix);
+        }
+        ids.push(key);
+        ids.push(&*self.scope);
+        ids
+    }
+
+    async fn run(&self, key: &str, mode: Mode) -> Result<Outcome, StorageError> {
+        let ids = self.identifiers(key);
+        let items: Vec<Item<'_>> = self.limits.iter().map(|l| Item::new(*l, Key::new(&ids))).collect();
+        let now = self.limiter.inner.clock.now();
+        self.limiter.run(&items, mode, now).await
     }
 }
 

@@ -17,7 +17,7 @@ pub use decision::{Decision, RequestLimit, Verdict};
 pub use declare::{Limit, ResponseInfo};
 pub use failure::FailurePolicy;
 pub use key::{GlobalKey, HeaderKey, KeyError, KeyExtractor, PeerIp, ip_key};
-pub use limiter::{Limiter, LimiterBuilder, Sleeper};
+pub use limiter::{InlineLimit, Limiter, LimiterBuilder, Sleeper};
 pub use request::RequestInfo;
 pub use response::{Breach, HeaderSettings, Rejection, RetryAfterFormat};
 pub use route::{Exemption, Group, Route};
