@@ -25,7 +25,7 @@ impl CurrentLimits {
     /// The limit the headers describe: the breached one, else the first
     /// not shared (`current_limit`).
     pub fn current(&self) -> Option<&RequestLimit> {
-        self.0.iter().find(|l| l.breached).or_else(|| self.0.iter().find(|l| !l.shared)).or_else(|| self.0.first())
+        limiter_core::engine::current_limit(&self.0)
     }
 }
 

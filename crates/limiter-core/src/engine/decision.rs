@@ -64,6 +64,12 @@ impl RequestLimit {
     }
 }
 
+/// Flask-Limiter's `current_limit` among evaluated limits: the breached one,
+/// else the first not shared, else the first.
+pub fn current_limit(limits: &[RequestLimit]) -> Option<&RequestLimit> {
+    limits.iter().find(|l| l.breached).or_else(|| limits.iter().find(|l| !l.shared)).or_else(|| limits.first())
+}
+
 /// A limit to deduct once the response is known (`deduct_when`).
 pub(crate) struct Deferred {
     pub(crate) limit: RateLimit,
@@ -152,13 +158,8 @@ impl Decision {
         Arc::clone(&self.limits)
     }
 
-    /// The limit the headers describe: the breached one, else the first
-    /// non-shared one (`current_limit`).
+    /// The limit the headers describe (`current_limit`); see [`current_limit`].
     pub fn current_limit(&self) -> Option<&RequestLimit> {
-        self.limits
-            .iter()
-            .find(|l| l.breached)
-            .or_else(|| self.limits.iter().find(|l| !l.shared))
-            .or_else(|| self.limits.first())
+        current_limit(&self.limits)
     }
 }

@@ -94,8 +94,9 @@ impl<R: RequestInfo + ?Sized> KeyExtractor<R> for PeerIp {
     fn extract(&self, request: &R) -> Result<String, KeyError> {
         request.peer_addr().map(|ip| ip_key(ip, self.ipv6_prefix)).ok_or_else(|| {
             KeyError::new(
-                "the peer address is not available: serve the app with the peer address \
-                 (axum: `into_make_service_with_connect_info::<SocketAddr>()`), or key clients another way",
+                "the server did not provide the peer address: with axum, serve \
+                 `app.into_make_service_with_connect_info::<SocketAddr>()`; actix-web provides it except \
+                 over Unix sockets; or key clients another way",
             )
         })
     }

@@ -14,7 +14,8 @@ use super::key::{BoxedKey, KeyError, KeyExtractor, PeerIp};
 use super::plan::{Defaults, Plan, Plans};
 use super::request::RequestInfo;
 use super::response::{
-    Breach, HeaderSettings, HeaderValues, Rejection, render_headers, too_many_requests, unavailable, wants_json,
+    Breach, HeaderSettings, HeaderValues, Rejection, Undecided, render_headers, too_many_requests, unavailable,
+    wants_json,
 };
 use super::route::{Group, Route};
 use crate::clock::{Clock, SystemClock, Timestamp};
@@ -759,7 +760,7 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
             FailurePolicy::FailClosed { retry_after } => {
                 tracing::error!(storage = shared.storage.name(), %error, "rate limit storage failed: refusing the request");
                 let wants = wants_json(request.header("accept"));
-                Decision::unavailable(unavailable(retry_after, wants, &shared.headers.retry_after))
+                Decision::unavailable(unavailable(Undecided::Storage, retry_after, wants, &shared.headers.retry_after))
             }
             FailurePolicy::InMemoryFallback => {
                 // Even the memory fallback failed, which it cannot: let it through.
@@ -778,19 +779,13 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
         } else {
             tracing::error!(%error, "no rate limit key for the request (logged once)");
         }
-        match shared.policy {
-            FailurePolicy::FailOpen => Decision::failed_open(),
-            FailurePolicy::FailClosed { retry_after } => Decision::unavailable(unavailable(
-                retry_after,
-                wants_json(request.header("accept")),
-                &shared.headers.retry_after,
-            )),
-            FailurePolicy::InMemoryFallback => Decision::unavailable(unavailable(
-                Duration::from_secs(1),
-                wants_json(request.header("accept")),
-                &shared.headers.retry_after,
-            )),
-        }
+        let retry_after = match shared.policy {
+            FailurePolicy::FailOpen => return Decision::failed_open(),
+            FailurePolicy::FailClosed { retry_after } => retry_after,
+            FailurePolicy::InMemoryFallback => Duration::from_secs(1),
+        };
+        let wants = wants_json(request.header("accept"));
+        Decision::unavailable(unavailable(Undecided::NoKey, retry_after, wants, &shared.headers.retry_after))
     }
 }
 

@@ -13,7 +13,7 @@ mod request;
 mod response;
 mod route;
 
-pub use decision::{Decision, RequestLimit, Verdict};
+pub use decision::{Decision, RequestLimit, Verdict, current_limit};
 pub use declare::{Limit, ResponseInfo};
 pub use failure::FailurePolicy;
 pub use key::{GlobalKey, HeaderKey, KeyError, KeyExtractor, PeerIp, ip_key};

@@ -203,19 +203,38 @@ pub(crate) fn too_many_requests(description: &str, violated: &[RateLimit], wants
     }
 }
 
-/// The 503 a storage outage answers when the limiter fails closed.
-pub(crate) fn unavailable(retry_after: Duration, wants_json: bool, retry_header: &Arc<str>) -> Rejection {
+/// Why a request could not be decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Undecided {
+    /// The storage failed.
+    Storage,
+    /// The request carried no client key.
+    NoKey,
+}
+
+/// The 503 answered when a request cannot be decided and the limiter fails
+/// closed.
+pub(crate) fn unavailable(
+    why: Undecided,
+    retry_after: Duration,
+    wants_json: bool,
+    retry_header: &Arc<str>,
+) -> Rejection {
     let secs = retry_after.as_secs().max(1);
+    let detail = match why {
+        Undecided::Storage => "Service temporarily unavailable: rate limiting storage unreachable",
+        Undecided::NoKey => "Service unavailable: the client could not be identified for rate limiting",
+    };
     let rejection = if wants_json {
         let body = serde_json::json!({
             "type": "https://iana.org/assignments/http-problem-types#temporary-reduced-capacity",
             "title": "Service Unavailable",
             "status": 503,
-            "detail": "Rate limiting is unavailable; try again later",
+            "detail": detail,
         });
         Rejection { content_type: "application/problem+json".to_owned(), ..Rejection::json(503, body.to_string()) }
     } else {
-        Rejection::text(503, "Service temporarily unavailable: rate limiting storage unreachable")
+        Rejection::text(503, detail)
     };
     rejection.with_header(Arc::clone(retry_header), secs.to_string())
 }
