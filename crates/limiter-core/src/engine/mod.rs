@@ -3,6 +3,7 @@
 //! one storage call, with the headers and the 429 to answer. The web
 //! adapters (tower, actix-web) are thin layers over [`Limiter`].
 
+mod client_ip;
 mod decision;
 mod declare;
 mod failure;
@@ -13,6 +14,7 @@ mod request;
 mod response;
 mod route;
 
+pub use client_ip::{ForwardedFor, ForwardingHeader, Trust, TrustedHeader, TrustedNetworkError};
 pub use decision::{Decision, RequestLimit, Verdict, current_limit};
 pub use declare::{Limit, ResponseInfo};
 pub use failure::FailurePolicy;
