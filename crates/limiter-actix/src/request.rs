@@ -153,7 +153,9 @@ impl RequestInfo for ActixRequest {
     }
 
     fn header_values(&self, name: &str) -> Vec<&str> {
-        self.headers.get_all(name).filter_map(|v| v.to_str().ok()).collect()
+        // A line that is not text stays in place as a non-address, so that
+        // proxy-appended entries keep their positions from the right.
+        self.headers.get_all(name).map(|v| std::str::from_utf8(v.as_bytes()).unwrap_or("\u{fffd}")).collect()
     }
 
     fn peer_addr(&self) -> Option<IpAddr> {
