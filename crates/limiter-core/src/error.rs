@@ -138,6 +138,42 @@ pub enum ConfigError {
         /// What would work instead.
         fix: String,
     },
+    /// A configuration key nobody knows (in a file or the environment).
+    #[error("unknown configuration key {key:?} in {origin}{}", did_you_mean(.suggestion))]
+    UnknownKey {
+        /// The key as written.
+        key: String,
+        /// Where it was (`the environment`, a file name, ...).
+        origin: String,
+        /// The closest known key, if one is close.
+        suggestion: Option<&'static str>,
+    },
+    /// A Flask-Limiter key whose value is a Python function there
+    /// (`RATELIMIT_KEY_FUNC`, `*_EXEMPT_WHEN`, ...): text cannot hold it.
+    #[error(
+        "{key} in {origin} cannot be set from configuration text: its Flask-Limiter value is a Python \
+         function; remove it and set it in code with {instead}"
+    )]
+    CodeOnly {
+        /// The key as written.
+        key: String,
+        /// Where it was.
+        origin: String,
+        /// The code that replaces it.
+        instead: &'static str,
+    },
+    /// A configuration file that cannot be read or parsed.
+    #[error("cannot load the configuration from {origin}: {source}")]
+    Unreadable {
+        /// The file (or `TOML text`).
+        origin: String,
+        /// Why: an I/O or syntax error.
+        source: Box<dyn StdError + Send + Sync + 'static>,
+    },
+}
+
+fn did_you_mean(suggestion: &Option<&'static str>) -> String {
+    suggestion.map(|s| format!(": did you mean {s}?")).unwrap_or_default()
 }
 
 fn list(kinds: &[StrategyKind]) -> String {

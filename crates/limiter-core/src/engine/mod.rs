@@ -4,6 +4,7 @@
 //! adapters (tower, actix-web) are thin layers over [`Limiter`].
 
 mod client_ip;
+mod config;
 mod decision;
 mod declare;
 mod failure;
@@ -15,6 +16,7 @@ mod response;
 mod route;
 
 pub use client_ip::{ForwardedFor, ForwardingHeader, Trust, TrustedHeader, TrustedNetworkError};
+pub use config::{Settings, redact_uri};
 pub use decision::{Decision, RequestLimit, Verdict, current_limit};
 pub use declare::{Limit, ResponseInfo};
 pub use failure::FailurePolicy;
