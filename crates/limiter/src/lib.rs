@@ -9,9 +9,10 @@
 //! | (none) | the core: notation, strategies, storage contract, memory storage, the framework-free engine |
 //! | `tower` | [`tower`](crate::tower): the layer for tonic and hyper services |
 //! | `axum` | the same layer reading axum's matched routes and peer addresses |
+//! | `actix` | [`actix`](crate::actix): the actix-web middleware |
 //!
-//! The Redis, Valkey, Memcached and MongoDB backends and the actix-web
-//! middleware come as features too as they land.
+//! The Redis, Valkey, Memcached and MongoDB backends come as features too as
+//! they land.
 //!
 //! ```
 //! let limits = limiter::parse_many("200 per day; 50 per hour")?;
@@ -24,9 +25,17 @@ pub use limiter_core::*;
 
 #[doc(inline)]
 pub use limiter_core::engine::{
-    Breach, Decision, Exemption, FailurePolicy, GlobalKey, Group, HeaderKey, HeaderSettings, KeyError, KeyExtractor,
-    Limit, PeerIp, Rejection, RequestInfo, RequestLimit, ResponseInfo, RetryAfterFormat, Route, Verdict,
+    Breach, Decision, Exemption, FailurePolicy, ForwardedFor, ForwardingHeader, GlobalKey, Group, HeaderKey,
+    HeaderSettings, InlineLimit, KeyError, KeyExtractor, Limit, PeerIp, Rejection, RequestInfo, RequestLimit,
+    ResponseInfo, RetryAfterFormat, Route, Settings, Trust, TrustedHeader, Verdict,
 };
+
+/// The actix-web middleware: [`limiter_actix`].
+#[cfg(feature = "actix")]
+pub mod actix {
+    #[doc(inline)]
+    pub use limiter_actix::*;
+}
 
 /// The tower layer (axum, tonic, hyper): [`limiter_tower`].
 #[cfg(feature = "tower")]
