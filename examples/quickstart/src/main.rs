@@ -14,9 +14,10 @@
 //! @app.errorhandler(429) -> f"Rate limit exceeded: {e.description}", 429
 //! ```
 //!
-//! Environment: `PORT` (default 8000; it listens on 127.0.0.1),
-//! `RATELIMIT_STRATEGY` (default `fixed-window`), `RATELIMIT_STORAGE_URI`
-//! (default `memory://`; the remote storages arrive with their crates).
+//! Environment: `PORT` (default 8000; it listens on 127.0.0.1), and any of
+//! Flask-Limiter's `RATELIMIT_*` settings, e.g. `RATELIMIT_STRATEGY`
+//! (default `fixed-window`) and `RATELIMIT_STORAGE_URI` (default `memory://`;
+//! the remote storages arrive with their crates).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -24,29 +25,22 @@ use std::process::ExitCode;
 use axum::Router;
 use axum::routing::get;
 use limiter::tower::{Limiter, LimiterLayer};
-use limiter::{Limit, Route};
+use limiter::{Limit, Route, Settings};
 
+/// The seed's limits, then any `RATELIMIT_*` environment variable over them
+/// (`RATELIMIT_STRATEGY`, `RATELIMIT_STORAGE_URI`, ...), as Flask-Limiter
+/// reads its config.
 fn limiter() -> Result<Limiter, String> {
-    let strategy = std::env::var("RATELIMIT_STRATEGY").unwrap_or_else(|_| "fixed-window".to_owned());
-    let storage = std::env::var("RATELIMIT_STORAGE_URI").unwrap_or_else(|_| "memory://".to_owned());
-    if storage != "memory://" {
-        return Err(format!(
-            "RATELIMIT_STORAGE_URI={:?}: only memory:// is available in this build; \
-             the Redis, Memcached and MongoDB storages arrive with their crates",
-            storage.split('@').next_back().unwrap_or_default()
-        ));
-    }
-    Limiter::builder()
-        .strategy_name(&strategy)
+    let builder = Limiter::builder()
         .default_limits("200 per day")
         .default_limits("50 per hour")
         .headers_enabled(true)
         .route(Route::new("slow").path("/slow").limit("1 per day"))
         .route(Route::new("medium").path("/medium").limit(Limit::new("1/second").override_defaults(false)))
         .route(Route::new("fast").path("/fast"))
-        .route(Route::new("ping").path("/ping").exempt())
-        .build()
-        .map_err(|e| e.to_string())
+        .route(Route::new("ping").path("/ping").exempt());
+    let settings = Settings::from_env().map_err(|e| e.to_string())?;
+    settings.apply(builder).and_then(|b| b.build()).map_err(|e| e.to_string())
 }
 
 fn app(limiter: Limiter) -> Router {
