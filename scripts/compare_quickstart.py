@@ -92,10 +92,10 @@ def main():
             proc.wait()
     if problems:
         print("\n".join(["DIFFERENCES:"] + problems))
-        print(f"quickstart comparison: {len(SEQUENCE) - len({p.split(':')[0] for p in problems})} passed, "
+        print(f"comparison: {len(SEQUENCE) - len({p.split(':')[0] for p in problems})} passed, "
               f"{len({p.split(':')[0] for p in problems})} failed")
         sys.exit(1)
-    print(f"quickstart comparison: {len(SEQUENCE)} passed, 0 failed")
+    print(f"comparison: {len(SEQUENCE)} passed, 0 failed")
 
 
 if __name__ == "__main__":

@@ -7,9 +7,9 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | (none) | the core: notation, strategies, storage contract, memory storage, the framework-free engine |
-//! | `tower` | [`tower`](crate::tower): the layer for tonic and hyper services |
+//! | `tower` | [`tower`]: the layer for tonic and hyper services |
 //! | `axum` | the same layer reading axum's matched routes and peer addresses |
-//! | `actix` | [`actix`](crate::actix): the actix-web middleware |
+//! | `actix` | [`actix`]: the actix-web middleware |
 //!
 //! The Redis, Valkey, Memcached and MongoDB backends come as features too as
 //! they land.
