@@ -102,6 +102,19 @@
 //! |---|---|---|---|---|
 //! | [`MemoryStorage`] | yes | yes | yes | yes |
 //!
+//! # Web services
+//!
+//! [`engine::Limiter`] is Flask-Limiter's extension without Flask: default,
+//! application, route, group (blueprint) and meta limits, exemptions,
+//! request filters, costs, `deduct_when`, dynamic limits, shared limits,
+//! headers (Flask-Limiter's and the IETF draft's), 429 bodies, and what to do
+//! when the storage fails. It decides every limit of a request in one storage
+//! call. The web adapters (`limiter-tower` for axum, tonic and hyper;
+//! `limiter-actix`) are thin layers over it. It is configured in code or from
+//! Flask-Limiter's `RATELIMIT_*` settings ([`engine::Settings`], with the
+//! migration table), and clients are told apart as
+//! [Choosing a key](engine::client_ip) explains.
+//!
 //! Remote backends (Redis, Valkey, Memcached, MongoDB) implement the same
 //! contract in their own crates; see [`storage`] for what a backend must do.
 //! A strategy a storage cannot run does not compile with

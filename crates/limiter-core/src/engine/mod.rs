@@ -3,7 +3,7 @@
 //! one storage call, with the headers and the 429 to answer. The web
 //! adapters (tower, actix-web) are thin layers over [`Limiter`].
 
-mod client_ip;
+pub mod client_ip;
 mod config;
 mod decision;
 mod declare;
