@@ -68,14 +68,13 @@
 //! # Ok::<(), limiter_core::ConfigError>(())
 //! ```
 
-mod key;
 mod middleware;
 mod request;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use key::ExtensionKey;
+pub use limiter_core::engine::ExtensionKey;
 pub use middleware::{CurrentLimits, LimiterFuture, LimiterMiddleware, LimiterService, rejection_response};
 pub use request::ActixRequest;
 

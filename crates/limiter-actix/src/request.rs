@@ -161,4 +161,11 @@ impl RequestInfo for ActixRequest {
     fn peer_addr(&self) -> Option<IpAddr> {
         self.peer.map(|addr| addr.ip())
     }
+
+    fn extension<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        ActixRequest::extension(self)
+    }
+
+    const EXTENSION_HINT: &'static str = "add the middleware that sets it so that it runs before the limiter \
+         (`wrap` it after `LimiterMiddleware`), and copy it with `LimiterMiddleware::copy_extension::<{T}>()`";
 }

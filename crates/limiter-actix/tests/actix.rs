@@ -24,17 +24,7 @@ use limiter_testkit::MANUAL_START;
 const ME: [u8; 4] = [127, 0, 0, 1];
 
 fn quickstart_limiter(clock: &ManualClock) -> Limiter {
-    Limiter::builder()
-        .clock(clock.clone())
-        .default_limits("200 per day")
-        .default_limits("50 per hour")
-        .headers_enabled(true)
-        .route(Route::new("slow").path("/slow").limit("1 per day"))
-        .route(Route::new("medium").path("/medium").limit(Limit::new("1/second").override_defaults(false)))
-        .route(Route::new("fast").path("/fast"))
-        .route(Route::new("ping").path("/ping").exempt())
-        .build()
-        .unwrap()
+    limiter_testkit::seed_app(Limiter::builder().clock(clock.clone())).build().unwrap()
 }
 
 async fn whoami(limits: Option<web::ReqData<CurrentLimits>>) -> String {

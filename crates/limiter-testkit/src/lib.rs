@@ -26,10 +26,12 @@ pub mod cases;
 mod env;
 mod outage;
 mod request;
+mod seed;
 
 pub use env::{Env, MANUAL_START, RealClock, TestClock};
 pub use outage::SwitchableStorage;
 pub use request::TestRequest;
+pub use seed::seed_app;
 
 #[doc(hidden)]
 pub use tokio;

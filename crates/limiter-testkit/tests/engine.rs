@@ -33,17 +33,7 @@ fn header<'a>(headers: &'a [(Arc<str>, String)], name: &str) -> Option<&'a str> 
 /// 1/second on top of the defaults; /fast the defaults; /ping exempt.
 fn quickstart() -> (Limiter<TestRequest>, ManualClock) {
     let (b, clock) = builder();
-    let limiter = b
-        .default_limits("200 per day")
-        .default_limits("50 per hour")
-        .headers_enabled(true)
-        .route(Route::new("slow").path("/slow").limit("1 per day"))
-        .route(Route::new("medium").path("/medium").limit(Limit::new("1/second").override_defaults(false)))
-        .route(Route::new("fast").path("/fast"))
-        .route(Route::new("ping").path("/ping").exempt())
-        .build()
-        .unwrap();
-    (limiter, clock)
+    (limiter_testkit::seed_app(b).build().unwrap(), clock)
 }
 
 #[tokio::test]

@@ -37,14 +37,13 @@
 //! route, use [`RouteSource::UriPath`]. A request that matched no route gets
 //! only the meta limits, as Flask-Limiter treats 404s.
 
-mod key;
 mod request;
 mod service;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use key::ExtensionKey;
+pub use limiter_core::engine::ExtensionKey;
 pub use request::{HttpRequest, MatchedRoute, RouteSource};
 pub use service::{CurrentLimits, LimitedBody, LimiterLayer, LimiterService, rejection_response};
 

@@ -109,4 +109,10 @@ impl RequestInfo for HttpRequest {
         }
         self.parts.extensions.get::<SocketAddr>().map(SocketAddr::ip)
     }
+
+    fn extension<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.parts.extensions.get::<T>()
+    }
+
+    const EXTENSION_HINT: &'static str = "add the layer that sets it outside the limiter layer, so that it runs first";
 }

@@ -20,17 +20,7 @@ use limiter_tower::{CurrentLimits, HttpRequest, Limiter, LimiterLayer, MatchedRo
 use tower::ServiceExt;
 
 fn quickstart(clock: &ManualClock) -> Router {
-    let limiter = Limiter::builder()
-        .clock(clock.clone())
-        .default_limits("200 per day")
-        .default_limits("50 per hour")
-        .headers_enabled(true)
-        .route(Route::new("slow").path("/slow").limit("1 per day"))
-        .route(Route::new("medium").path("/medium").limit(Limit::new("1/second").override_defaults(false)))
-        .route(Route::new("fast").path("/fast"))
-        .route(Route::new("ping").path("/ping").exempt())
-        .build()
-        .unwrap();
+    let limiter = limiter_testkit::seed_app(Limiter::builder().clock(clock.clone())).build().unwrap();
     Router::new()
         .route("/slow", get(|| async { ":(" }))
         .route("/medium", get(|| async { ":|" }))

@@ -141,6 +141,39 @@ impl<R: ?Sized> KeyExtractor<R> for GlobalKey {
     }
 }
 
+/// Keys requests by a value an earlier layer put in the request's
+/// extensions (an authenticated user id, an API client, a tenant); requests
+/// without one have no key.
+pub struct ExtensionKey<T>(std::marker::PhantomData<fn() -> T>);
+
+impl<T> ExtensionKey<T> {
+    /// Keys by the `T` in the request's extensions.
+    pub fn new() -> Self {
+        ExtensionKey(std::marker::PhantomData)
+    }
+}
+
+impl<T> Default for ExtensionKey<T> {
+    fn default() -> Self {
+        ExtensionKey::new()
+    }
+}
+
+impl<T> fmt::Debug for ExtensionKey<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ExtensionKey<{}>", std::any::type_name::<T>())
+    }
+}
+
+impl<R: RequestInfo + ?Sized, T: fmt::Display + Send + Sync + 'static> KeyExtractor<R> for ExtensionKey<T> {
+    fn extract(&self, request: &R) -> Result<String, KeyError> {
+        request.extension::<T>().map(ToString::to_string).ok_or_else(|| {
+            let name = std::any::type_name::<T>();
+            KeyError::new(format!("the request has no {name} extension: {}", R::EXTENSION_HINT.replace("{T}", name)))
+        })
+    }
+}
+
 /// A key extractor behind a pointer, as the limiter stores it.
 pub(crate) struct BoxedKey<R: ?Sized>(pub(crate) Box<dyn KeyExtractor<R>>);
 

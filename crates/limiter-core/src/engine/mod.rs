@@ -20,7 +20,7 @@ pub use config::{Settings, redact_uri};
 pub use decision::{Decision, RequestLimit, Verdict, current_limit};
 pub use declare::{Limit, ResponseInfo};
 pub use failure::FailurePolicy;
-pub use key::{GlobalKey, HeaderKey, KeyError, KeyExtractor, PeerIp, ip_key};
+pub use key::{ExtensionKey, GlobalKey, HeaderKey, KeyError, KeyExtractor, PeerIp, ip_key};
 pub use limiter::{InlineLimit, Limiter, LimiterBuilder, Sleeper};
 pub use request::RequestInfo;
 pub use response::{Breach, HeaderSettings, Rejection, RetryAfterFormat};

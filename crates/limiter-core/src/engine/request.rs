@@ -26,4 +26,14 @@ pub trait RequestInfo {
     /// The address of the peer that opened the connection, if the server
     /// was set up to provide it.
     fn peer_addr(&self) -> Option<IpAddr>;
+
+    /// A value an earlier layer put in the request's extensions (an
+    /// authenticated user, a tenant), if the adapter can reach it.
+    fn extension<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        None
+    }
+
+    /// What to do so that [`extension`](Self::extension) finds a value, for
+    /// error messages.
+    const EXTENSION_HINT: &'static str = "set it in a layer that runs before the limiter";
 }
