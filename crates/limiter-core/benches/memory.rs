@@ -2,9 +2,10 @@
 //! (keyed, `DashMap` state store, default `QuantaClock`), in the same run, on
 //! the real clocks (our `SystemClock`, governor's default clock).
 //!
-//! Cases, each with our four strategies through the public API
-//! (`RateLimiter::new(strategy, MemoryStorage).hit(&limit, &[ip], 1)`) and
-//! governor's `check_key(&ip)`:
+//! Cases, each with our four strategies through the public API, async
+//! (`RateLimiter::new(strategy, MemoryStorage).hit(&limit, &[ip], 1)`, polled
+//! once) and sync (`.hit_sync(&limit, &[ip], 1)`), and governor's
+//! `check_key(&ip)`:
 //!
 //! - `hot_key_allow` / `hot_key_deny`: one key checked over and over;
 //! - `1m_keys_allow` / `1m_keys_deny`: 1,000,000 distinct keys inserted
@@ -39,6 +40,7 @@ use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_gr
 use governor::Quota;
 use governor::clock::DefaultClock;
 use governor::state::keyed::DashMapStateStore;
+use limiter_core::storage::memory::MemoryStrategy;
 use limiter_core::{
     FixedWindow, Gcra, Granularity, MemoryStorage, MovingWindow, RateLimit, RateLimiter, SlidingWindowCounter,
     Strategy, Supports,
@@ -148,8 +150,7 @@ fn bench_ours<S>(
     limits: Limits,
     keys: &Keys,
 ) where
-    S: Strategy,
-    MemoryStorage: Supports<S>,
+    S: MemoryStrategy,
 {
     let storage = MemoryStorage::builder().max_keys(2 * MANY).build();
     let limiter = RateLimiter::new(strategy, storage);
@@ -164,6 +165,12 @@ fn bench_ours<S>(
         b.iter(|| next.next().is_some_and(|id| hit(&limiter, &limits.ours, id)));
     });
     report_allowed(case, &format!("ours/{name}"), || next.next().is_some_and(|id| hit(&limiter, &limits.ours, id)));
+    // The same limiter, called without a future (`hit_sync`), as governor is.
+    let sync = |id: &String| limiter.hit_sync(&limits.ours, &[id], 1).allowed;
+    group.bench_function(BenchmarkId::new("ours_sync", name), |b| {
+        b.iter(|| next.next().is_some_and(sync));
+    });
+    report_allowed(case, &format!("ours_sync/{name}"), || next.next().is_some_and(sync));
 }
 
 /// After a benchmark, prints how many of the next checks were allowed: the

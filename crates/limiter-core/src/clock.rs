@@ -85,14 +85,66 @@ pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> Timestamp;
 }
 
-/// The operating system's wall clock.
+/// The operating system's wall clock, read cheaply.
+///
+/// `SystemTime::now()` costs a `clock_gettime` call (about 50 ns on the
+/// machines measured in `BENCHMARKS.md`), more than a whole in-memory check.
+/// This clock instead reads the CPU's time-stamp counter through `quanta` (as
+/// `governor` does) and adds an offset to the wall clock that it takes again
+/// from `SystemTime` once a second. It therefore follows the wall clock,
+/// adjustments included, to within a second's drift of the counter
+/// (microseconds), which is what timestamps shared with other processes and
+/// with Python need. Where no usable counter exists, `quanta` falls back to
+/// the operating system's monotonic clock.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;
+
+/// The counter, and the wall-clock offset taken at the last sync.
+struct WallSource {
+    counter: quanta::Clock,
+    origin: u64,
+    /// Wall-clock nanoseconds minus counter nanoseconds, wrapping.
+    offset: AtomicU64,
+    /// Counter nanoseconds after which to sync again.
+    next_sync: AtomicU64,
+}
+
+const SYNC_EVERY_NANOS: u64 = 1_000_000_000;
+
+impl WallSource {
+    fn new() -> Self {
+        let counter = quanta::Clock::new();
+        let origin = counter.raw();
+        let source = WallSource { counter, origin, offset: AtomicU64::new(0), next_sync: AtomicU64::new(0) };
+        source.sync(0);
+        source
+    }
+
+    fn sync(&self, mono: u64) -> u64 {
+        let wall = Timestamp::from_system_time(SystemTime::now()).as_nanos();
+        let offset = wall.wrapping_sub(mono);
+        self.offset.store(offset, Ordering::Relaxed);
+        self.next_sync.store(mono.saturating_add(SYNC_EVERY_NANOS), Ordering::Relaxed);
+        offset
+    }
+
+    fn now(&self) -> Timestamp {
+        let mono = self.counter.delta_as_nanos(self.origin, self.counter.raw());
+        let offset = if mono >= self.next_sync.load(Ordering::Relaxed) {
+            self.sync(mono)
+        } else {
+            self.offset.load(Ordering::Relaxed)
+        };
+        Timestamp::from_nanos(mono.wrapping_add(offset))
+    }
+}
+
+static WALL: std::sync::OnceLock<WallSource> = std::sync::OnceLock::new();
 
 impl Clock for SystemClock {
     #[inline]
     fn now(&self) -> Timestamp {
-        Timestamp::from_system_time(SystemTime::now())
+        WALL.get_or_init(WallSource::new).now()
     }
 }
 
@@ -164,8 +216,15 @@ mod tests {
     }
 
     #[test]
-    fn system_clock_is_after_2020() {
-        assert!(SystemClock.now() > Timestamp::from_secs(1_577_836_800));
+    fn system_clock_follows_the_wall_clock() {
+        let before = Timestamp::from_system_time(SystemTime::now());
+        let ours = SystemClock.now();
+        let after = Timestamp::from_system_time(SystemTime::now());
+        // The counter and the OS clock may disagree by the counter's drift
+        // since the last sync, far below a millisecond.
+        let slack = Duration::from_millis(5);
+        assert!(ours.saturating_add(slack) >= before, "{ours} is before {before}");
+        assert!(ours <= after.saturating_add(slack), "{ours} is after {after}");
     }
 
     #[test]

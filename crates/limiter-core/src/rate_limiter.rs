@@ -1,10 +1,12 @@
 //! [`RateLimiter`]: a strategy run on a storage with a clock, with the verbs
 //! of `limits`' strategies (`hit`, `test`, `window_stats`, `clear`).
 
+use crate::MemoryStorage;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{ConfigError, StorageError};
 use crate::limit::RateLimit;
-use crate::storage::{AnyStorage, Batch, Item, Key, Mode, Outcome, Supports, WindowStats};
+use crate::storage::memory::MemoryStrategy;
+use crate::storage::{AnyStorage, Batch, Item, Key, LimitState, Mode, Outcome, Supports, WindowStats};
 use crate::strategy::{Strategy, StrategyKind};
 
 /// A counting strategy on a storage.
@@ -93,9 +95,9 @@ impl<S: Strategy, St: Supports<S>, C: Clock> RateLimiter<S, St, C> {
         mode: Mode,
     ) -> Result<Outcome, StorageError> {
         let items = [Item::new(*limit, Key::new(identifiers)).with_cost(cost)];
-        self.decide(&items, mode).await
+        let batch = Batch { items: &items, mode, now: self.clock.now() };
+        self.storage.decide(self.strategy, &batch).await
     }
-
     /// Consumes `cost` of `limit` for `identifiers` if it fits; returns
     /// whether it did (`limits`' `hit`).
     ///
@@ -134,5 +136,84 @@ impl<S: Strategy, St: Supports<S>, C: Clock> RateLimiter<S, St, C> {
     /// [`StorageError`] if the storage fails.
     pub async fn clear(&self, limit: &RateLimit, identifiers: &[&str]) -> Result<(), StorageError> {
         self.storage.clear(self.strategy, limit, Key::new(identifiers)).await
+    }
+}
+
+/// The memory storage decides on the spot: these skip the futures, for
+/// rate limiting inside one process (what `governor` is used for).
+impl<S: MemoryStrategy, C: Clock> RateLimiter<S, MemoryStorage, C> {
+    fn one_sync(&self, limit: &RateLimit, identifiers: &[&str], cost: u64, peek: bool) -> LimitState {
+        let item = Item::new(*limit, Key::new(identifiers)).with_cost(cost);
+        self.storage.decide_one(self.strategy, &item, self.clock.now(), peek)
+    }
+
+    /// [`hit`](Self::hit), synchronously, with the limit's state after it
+    /// (remaining, reset, and when to retry if refused).
+    ///
+    /// ```
+    /// use limiter_core::{Gcra, MemoryStorage, RateLimiter};
+    ///
+    /// let limiter = RateLimiter::new(Gcra, MemoryStorage::new());
+    /// let limit = "2/second".parse()?;
+    /// assert!(limiter.hit_sync(&limit, &["10.0.0.1"], 1).allowed);
+    /// assert_eq!(limiter.hit_sync(&limit, &["10.0.0.1"], 1).remaining, 0);
+    /// assert!(!limiter.hit_sync(&limit, &["10.0.0.1"], 1).allowed);
+    /// # Ok::<(), limiter_core::ParseError>(())
+    /// ```
+    pub fn hit_sync(&self, limit: &RateLimit, identifiers: &[&str], cost: u64) -> LimitState {
+        self.one_sync(limit, identifiers, cost, false)
+    }
+
+    /// [`test`](Self::test), synchronously.
+    pub fn test_sync(&self, limit: &RateLimit, identifiers: &[&str], cost: u64) -> LimitState {
+        self.one_sync(limit, identifiers, cost, true)
+    }
+
+    /// [`decide`](Self::decide), synchronously.
+    pub fn decide_sync(&self, items: &[Item<'_>], mode: Mode) -> Outcome {
+        let batch = Batch { items, mode, now: self.clock.now() };
+        self.storage.decide_blocking(self.strategy, &batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{FixedWindow, Gcra, ManualClock, MovingWindow, SlidingWindowCounter, Timestamp};
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        let mut f = std::pin::pin!(f);
+        match f.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+            std::task::Poll::Ready(v) => v,
+            std::task::Poll::Pending => unreachable!("the memory storage never waits"),
+        }
+    }
+
+    /// The synchronous calls answer exactly what the async ones answer.
+    fn same_answers<S: MemoryStrategy>(strategy: S) {
+        let clock = ManualClock::new(Timestamp::from_secs(1_700_000_000));
+        let sync = RateLimiter::new(strategy, MemoryStorage::new()).with_clock(clock.clone());
+        let asynchronous = RateLimiter::new(strategy, MemoryStorage::new()).with_clock(clock.clone());
+        let limit: RateLimit = "3 per 2 seconds".parse().unwrap();
+        for step in 0u64..40 {
+            let cost = step % 3;
+            let state = sync.hit_sync(&limit, &["k"], cost);
+            let items = [Item::new(limit, Key::new(&["k"])).with_cost(cost)];
+            let outcome = block_on(asynchronous.decide(&items, Mode::Sequential { stop_at_first_breach: true }));
+            assert_eq!(Some(&state), outcome.unwrap().get(0), "{strategy:?} step {step}");
+            let peek = sync.test_sync(&limit, &["k"], 1);
+            assert_eq!(peek.allowed, block_on(asynchronous.test(&limit, &["k"], 1)).unwrap());
+            clock.advance(Duration::from_millis(170 * (step % 4)));
+        }
+    }
+
+    #[test]
+    fn sync_and_async_agree() {
+        same_answers(FixedWindow);
+        same_answers(MovingWindow);
+        same_answers(SlidingWindowCounter);
+        same_answers(Gcra);
     }
 }

@@ -188,6 +188,19 @@ impl MemoryStorage {
         let _ = strategy;
         S::decide_in(self, batch)
     }
+
+    /// Hits (or, with `peek`, tests) one item at `now`, synchronously, with
+    /// nothing allocated or copied beyond the item's state.
+    pub fn decide_one<S: MemoryStrategy>(
+        &self,
+        strategy: S,
+        item: &Item<'_>,
+        now: crate::Timestamp,
+        peek: bool,
+    ) -> LimitState {
+        let _ = strategy;
+        S::decide_one_in(self, item, now.as_nanos(), peek)
+    }
 }
 
 mod sealed {
@@ -204,6 +217,8 @@ pub trait MemoryStrategy: Strategy + sealed::Sealed {
     fn decide_in(storage: &MemoryStorage, batch: &Batch<'_>) -> Outcome;
     #[doc(hidden)]
     fn clear_in(storage: &MemoryStorage, limit: &RateLimit, key: &Key<'_>);
+    #[doc(hidden)]
+    fn decide_one_in(storage: &MemoryStorage, item: &Item<'_>, now: u64, peek: bool) -> LimitState;
 }
 
 macro_rules! memory_strategy {
@@ -211,6 +226,11 @@ macro_rules! memory_strategy {
         impl MemoryStrategy for $strategy {
             fn decide_in(storage: &MemoryStorage, batch: &Batch<'_>) -> Outcome {
                 decide::<$strategy>(&storage.inner, batch)
+            }
+            fn decide_one_in(storage: &MemoryStorage, item: &Item<'_>, now: u64, peek: bool) -> LimitState {
+                // Every shard index is in range, so a state always comes back.
+                decide_one::<$strategy>(&storage.inner, item, now, peek)
+                    .unwrap_or_else(|| LimitState::allowed(item.limit.amount(), crate::Timestamp::from_nanos(now)))
             }
             fn clear_in(storage: &MemoryStorage, limit: &RateLimit, key: &Key<'_>) {
                 <$strategy as Algorithm>::table(&storage.inner).remove(key_id_of(&storage.inner, limit, key));
@@ -265,9 +285,27 @@ impl<'t, V: Expiring> Locked<'t, V> {
     }
 }
 
+/// One item, tested or hit: one hash, one lock.
+fn decide_one<S: Algorithm>(inner: &Inner, item: &Item<'_>, now: u64, peek: bool) -> Option<LimitState> {
+    let table = S::table(inner);
+    let id = key_id_of(inner, &item.limit, &item.key);
+    table.lock(table.shard_index(id)).map(|mut shard| apply::<S>(&mut shard, id, item, now, peek))
+}
+
 fn decide<S: Algorithm>(inner: &Inner, batch: &Batch<'_>) -> Outcome {
     let table = S::table(inner);
     let now = batch.now.as_nanos();
+    // The common case, a single limit: the general path's ordering, stopping
+    // and rollback change nothing for one item except all-or-nothing, which
+    // must not count a refused fixed-window hit.
+    if let [item] = batch.items
+        && batch.mode != Mode::AllOrNothing
+    {
+        let peek = batch.mode == Mode::Peek || item.action == Action::Peek;
+        let mut outcome = Outcome::with_capacity(1);
+        outcome.push(decide_one::<S>(inner, item, now, peek));
+        return outcome;
+    }
     let ids: SmallVec<[u64; 4]> = batch.items.iter().map(|item| key_id_of(inner, &item.limit, &item.key)).collect();
     let shards: SmallVec<[usize; 4]> = ids.iter().map(|&id| table.shard_index(id)).collect();
     let mut locked = Locked::new(table, &ids);
