@@ -9,7 +9,7 @@
 use crate::clock::Timestamp;
 use crate::limit::RateLimit;
 use crate::storage::LimitState;
-use crate::strategy::{Counter, Expiring};
+use crate::strategy::{Counter, Expiring, mul_div_ceil, mul_div_floor};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct GcraState {
@@ -28,21 +28,19 @@ impl GcraState {
     }
 
     fn state(&self, limit: &RateLimit, allowed: bool, cost: u64, now: u64) -> LimitState {
-        let (amount, window) = (u128::from(limit.amount()), u128::from(limit.window_nanos()));
-        let backlog = u128::from(self.backlog(now));
+        let (amount, window) = (limit.amount(), limit.window_nanos());
         // Tokens in use, rounded up: a partly refilled token is not available.
-        let used = (backlog * amount).div_ceil(window);
-        let remaining = u64::try_from(amount.saturating_sub(used)).unwrap_or(0);
+        let used = mul_div_ceil(self.backlog(now), amount, window);
+        let remaining = amount.saturating_sub(used);
         let reset_at = Timestamp::from_nanos(self.tat.max(now));
         if allowed {
             return LimitState::allowed(remaining, reset_at);
         }
         // Passes once backlog <= (amount - cost) * T; never if cost > amount.
-        let retry =
-            amount.checked_sub(u128::from(cost)).and_then(|left| (left * window).checked_div(amount)).map(|slack| {
-                let at = u128::from(self.tat).saturating_sub(slack);
-                Timestamp::from_nanos(u64::try_from(at).unwrap_or(u64::MAX).max(now))
-            });
+        let retry = amount.checked_sub(cost).filter(|_| amount > 0).map(|left| {
+            let slack = mul_div_floor(left, window, amount);
+            Timestamp::from_nanos(self.tat.saturating_sub(slack).max(now))
+        });
         LimitState::limited(remaining, reset_at, retry)
     }
 }
@@ -64,8 +62,7 @@ impl Counter for GcraState {
         if allowed && cost > 0 {
             // Rounded down: the error favours the client by under 1 ns per hit,
             // where rounding up would refuse the last token of a full burst.
-            let step = u128::from(cost) * u128::from(limit.window_nanos()) / u128::from(limit.amount());
-            let step = u64::try_from(step).unwrap_or(u64::MAX);
+            let step = mul_div_floor(cost, limit.window_nanos(), limit.amount());
             self.tat = self.tat.max(now).saturating_add(step);
         }
         self.state(limit, allowed, cost, now)

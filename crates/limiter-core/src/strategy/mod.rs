@@ -17,6 +17,36 @@ pub(crate) mod gcra;
 pub(crate) mod moving_window;
 pub(crate) mod sliding_window;
 
+/// `a · b / c`, rounded down, saturating; `c` must not be 0. In 64 bits when
+/// the product fits, as it does for any realistic limit: a 128-bit division
+/// costs more than the rest of a check.
+#[inline]
+pub(crate) fn mul_div_floor(a: u64, b: u64, c: u64) -> u64 {
+    match a.checked_mul(b) {
+        Some(product) => product / c,
+        None => u64::try_from(u128::from(a) * u128::from(b) / u128::from(c)).unwrap_or(u64::MAX),
+    }
+}
+
+/// `a · b / c`, rounded up, saturating; `c` must not be 0.
+#[inline]
+pub(crate) fn mul_div_ceil(a: u64, b: u64, c: u64) -> u64 {
+    match a.checked_mul(b) {
+        Some(product) => product.div_ceil(c),
+        None => u64::try_from((u128::from(a) * u128::from(b)).div_ceil(u128::from(c))).unwrap_or(u64::MAX),
+    }
+}
+
+/// `(a · b) mod c`; `c` must not be 0.
+#[inline]
+pub(crate) fn mul_rem(a: u64, b: u64, c: u64) -> u64 {
+    match a.checked_mul(b) {
+        Some(product) => product % c,
+        // The remainder is below c, so it fits.
+        None => u64::try_from(u128::from(a) * u128::from(b) % u128::from(c)).unwrap_or(0),
+    }
+}
+
 /// A stored state that becomes meaningless at some point in time.
 pub(crate) trait Expiring: Default + Clone {
     /// From this time (nanoseconds since the Unix epoch) on, the state is the
@@ -163,6 +193,18 @@ mod tests {
         }
         assert_eq!(FixedWindow.kind(), StrategyKind::FixedWindow);
         assert_eq!(Gcra.kind(), StrategyKind::Gcra);
+    }
+
+    #[test]
+    fn mul_div_is_exact_with_and_without_overflow() {
+        assert_eq!(mul_div_floor(7, 3, 2), 10);
+        assert_eq!(mul_div_ceil(7, 3, 2), 11);
+        assert_eq!(mul_rem(7, 3, 2), 1);
+        let big = 1u64 << 62;
+        assert_eq!(mul_div_floor(big, 8, 16), big / 2);
+        assert_eq!(mul_div_ceil(big + 1, 8, 16), big / 2 + 1);
+        assert_eq!(mul_rem(big + 1, 8, 16), 8);
+        assert_eq!(mul_div_floor(u64::MAX, u64::MAX, 1), u64::MAX);
     }
 
     #[test]

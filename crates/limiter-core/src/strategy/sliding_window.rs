@@ -9,7 +9,7 @@
 use crate::clock::Timestamp;
 use crate::limit::RateLimit;
 use crate::storage::LimitState;
-use crate::strategy::{Counter, Expiring};
+use crate::strategy::{Counter, Expiring, mul_div_floor, mul_rem};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct SlidingWindowState {
@@ -33,8 +33,7 @@ struct View {
 impl View {
     /// `floor(prev · left / window)`: the previous window's weighted share.
     fn prev_share(&self) -> u64 {
-        let scaled = u128::from(self.prev) * u128::from(self.left);
-        u64::try_from(scaled / u128::from(self.window)).unwrap_or(u64::MAX)
+        mul_div_floor(self.prev, self.left, self.window)
     }
 
     fn weighted(&self) -> u64 {
@@ -71,11 +70,9 @@ impl SlidingWindowState {
 
     /// Nanoseconds until `floor(weighted)` next drops (0 if nothing is counted).
     fn until_remaining_grows(v: &View) -> u64 {
-        let (prev, window) = (u128::from(v.prev), u128::from(v.window));
-        let scaled = prev * u128::from(v.left);
-        if scaled >= window {
+        if v.prev > 0 && mul_div_floor(v.prev, v.left, v.window) >= 1 {
             // `limits`: prev_ttl % (window / prev).
-            u64::try_from((scaled % window) / prev).unwrap_or(u64::MAX)
+            mul_rem(v.prev, v.left, v.window) / v.prev
         } else if v.cur > 0 {
             v.left
         } else {
