@@ -39,12 +39,46 @@ impl CurrentLimits {
 pub struct LimiterLayer {
     limiter: Limiter,
     source: RouteSource,
+    names: HeaderNames,
+}
+
+/// The configured header names, parsed once: a response's headers are then
+/// found by pointer, without parsing or allocating a name per request.
+#[derive(Clone, Debug)]
+struct HeaderNames(Arc<[(Arc<str>, HeaderName)]>);
+
+impl HeaderNames {
+    fn new(limiter: &Limiter) -> Self {
+        let names = limiter.header_settings().names();
+        HeaderNames(
+            names
+                .into_iter()
+                .filter_map(|name| HeaderName::try_from(&**name).ok().map(|parsed| (Arc::clone(name), parsed)))
+                .collect(),
+        )
+    }
+
+    fn get(&self, name: &Arc<str>) -> Option<HeaderName> {
+        match self.0.iter().find(|(known, _)| Arc::ptr_eq(known, name)) {
+            Some((_, parsed)) => Some(parsed.clone()),
+            None => HeaderName::try_from(&**name).ok(),
+        }
+    }
+
+    fn add(&self, map: &mut http::HeaderMap, headers: Vec<(Arc<str>, String)>) {
+        for (name, value) in headers {
+            if let (Some(name), Ok(value)) = (self.get(&name), HeaderValue::try_from(value)) {
+                map.insert(name, value);
+            }
+        }
+    }
 }
 
 impl LimiterLayer {
     /// A layer applying `limiter`, finding routes with [`RouteSource::Matched`].
     pub fn new(limiter: Limiter) -> Self {
-        LimiterLayer { limiter, source: RouteSource::Matched }
+        let names = HeaderNames::new(&limiter);
+        LimiterLayer { limiter, source: RouteSource::Matched, names }
     }
 
     /// Finds the matched route another way.
@@ -59,7 +93,7 @@ impl<S> Layer<S> for LimiterLayer {
     type Service = LimiterService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        LimiterService { inner, limiter: self.limiter.clone(), source: self.source }
+        LimiterService { inner, limiter: self.limiter.clone(), source: self.source, names: self.names.clone() }
     }
 }
 
@@ -69,6 +103,7 @@ pub struct LimiterService<S> {
     inner: S,
     limiter: Limiter,
     source: RouteSource,
+    names: HeaderNames,
 }
 
 /// The response body: the service's own, or the limiter's rejection.
@@ -95,12 +130,13 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let limiter = self.limiter.clone();
         let source = self.source;
+        let names = self.names.clone();
         Box::pin(async move {
             let (parts, body) = request.into_parts();
             let head = HttpRequest::new(parts, source);
             let mut decision = limiter.check(&head).await;
             if let Some(rejection) = decision.take_rejection() {
-                let response = rejection_response(rejection);
+                let response = render(rejection, &names);
                 limiter.after_response(&decision, ResponseInfo::new(response.status().as_u16())).await;
                 return Ok(response.map(Either::Right));
             }
@@ -109,18 +145,10 @@ where
                 parts.extensions.insert(CurrentLimits(decision.shared_limits()));
             }
             let mut response = inner.call(Request::from_parts(parts, body)).await?;
-            add_headers(response.headers_mut(), decision.headers());
+            names.add(response.headers_mut(), decision.take_headers());
             limiter.after_response(&decision, ResponseInfo::new(response.status().as_u16())).await;
             Ok(response.map(Either::Left))
         })
-    }
-}
-
-fn add_headers(map: &mut http::HeaderMap, headers: &[(Arc<str>, String)]) {
-    for (name, value) in headers {
-        if let (Ok(name), Ok(value)) = (HeaderName::try_from(&**name), HeaderValue::try_from(value.as_str())) {
-            map.insert(name, value);
-        }
     }
 }
 
@@ -131,6 +159,17 @@ pub fn rejection_response(rejection: Rejection) -> Response<Full<Bytes>> {
     if let Ok(value) = HeaderValue::try_from(rejection.content_type) {
         response.headers_mut().insert(CONTENT_TYPE, value);
     }
-    add_headers(response.headers_mut(), &rejection.headers);
+    for (name, value) in rejection.headers {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(&*name), HeaderValue::try_from(value)) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
+}
+
+fn render(mut rejection: Rejection, names: &HeaderNames) -> Response<Full<Bytes>> {
+    let headers = std::mem::take(&mut rejection.headers);
+    let mut response = rejection_response(rejection);
+    names.add(response.headers_mut(), headers);
     response
 }

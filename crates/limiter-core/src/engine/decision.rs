@@ -3,6 +3,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 use super::declare::ResponseInfo;
 use super::response::Rejection;
 use crate::clock::Timestamp;
@@ -33,8 +35,6 @@ pub enum Verdict {
 pub struct RequestLimit {
     /// The limit.
     pub limit: RateLimit,
-    /// The identifiers of its storage key (`[prefix,] client, scope`).
-    pub identifiers: Vec<String>,
     /// Whether this limit refused the request.
     pub breached: bool,
     /// Whether the bucket is shared across routes.
@@ -43,24 +43,30 @@ pub struct RequestLimit {
     pub remaining: u64,
     /// When the window resets.
     pub reset_at: Timestamp,
+    /// `[prefix,] client, scope`, shared with the request's other limits.
+    ids: SmallVec<[Arc<str>; 3]>,
 }
 
 impl RequestLimit {
-    pub(crate) fn new(limit: RateLimit, identifiers: &[&str], state: &LimitState, shared: bool) -> Self {
+    pub(crate) fn new(limit: RateLimit, ids: SmallVec<[Arc<str>; 3]>, state: &LimitState, shared: bool) -> Self {
         RequestLimit {
             limit,
-            identifiers: identifiers.iter().map(|s| (*s).to_owned()).collect(),
             breached: !state.allowed,
             shared,
             remaining: state.remaining,
             reset_at: state.reset_at,
+            ids,
         }
+    }
+
+    /// The identifiers of its storage key: `[prefix,] client, scope`.
+    pub fn identifiers(&self) -> Vec<&str> {
+        self.ids.iter().map(|s| &**s).collect()
     }
 
     /// The full storage key, as `limits` writes it.
     pub fn storage_key(&self) -> String {
-        let ids: Vec<&str> = self.identifiers.iter().map(String::as_str).collect();
-        self.limit.key_for(&ids)
+        self.limit.key_for(&self.identifiers())
     }
 }
 
@@ -145,6 +151,11 @@ impl Decision {
     /// Headers to add to the handler's response (when allowed).
     pub fn headers(&self) -> &[(Arc<str>, String)] {
         &self.headers
+    }
+
+    /// Takes the headers to add to the handler's response.
+    pub fn take_headers(&mut self) -> Vec<(Arc<str>, String)> {
+        std::mem::take(&mut self.headers)
     }
 
     /// Every limit evaluated, shortest window first (`current_limits`).

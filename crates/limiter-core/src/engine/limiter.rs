@@ -3,6 +3,8 @@
 //! what to answer.
 
 use std::borrow::Cow;
+
+use smallvec::SmallVec;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -402,6 +404,16 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
         &self.inner.storage
     }
 
+    /// What the limiter does when its storage fails.
+    pub fn failure_policy(&self) -> FailurePolicy {
+        self.inner.policy
+    }
+
+    /// The header settings, for adapters to prepare header names once.
+    pub fn header_settings(&self) -> &HeaderSettings {
+        &self.inner.headers
+    }
+
     /// Forgets every counter in the storage (Flask-Limiter's `reset()`).
     ///
     /// # Errors
@@ -486,10 +498,10 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
         plan: Option<(&'l str, &'l Arc<Plan<R>>)>,
         filtered: bool,
         fallback: bool,
-    ) -> Vec<Pending<'l, R>> {
+    ) -> SmallVec<[Pending<'l, R>; 4]> {
         let shared = &*self.inner;
         let method = request.method();
-        let mut pending = Vec::new();
+        let mut pending = SmallVec::new();
         if plan.is_none_or(|(_, p)| p.meta) {
             self.push(&mut pending, request, &shared.meta, Kind::Meta, "meta");
         }
@@ -521,7 +533,7 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
 
     fn push<'l>(
         &self,
-        pending: &mut Vec<Pending<'l, R>>,
+        pending: &mut SmallVec<[Pending<'l, R>; 4]>,
         request: &R,
         decls: &'l [Limit<R>],
         kind: Kind,
@@ -548,10 +560,10 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
         }
     }
 
-    async fn decide(&self, request: &R, key: &str, pending: Vec<Pending<'_, R>>) -> Decision {
+    async fn decide(&self, request: &R, key: &str, pending: SmallVec<[Pending<'_, R>; 4]>) -> Decision {
         let shared = &*self.inner;
         // Keys: [prefix] + [client, scope]; meta limits skip the prefix.
-        let mut owned_keys: Vec<Option<String>> = Vec::with_capacity(pending.len());
+        let mut owned_keys: SmallVec<[Option<String>; 4]> = SmallVec::with_capacity(pending.len());
         for p in &pending {
             owned_keys.push(match &p.decl.key {
                 Some(k) => match k.0.extract(request) {
@@ -561,11 +573,11 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
                 None => None,
             });
         }
-        let ids: Vec<Vec<&str>> = pending
+        let ids: SmallVec<[SmallVec<[&str; 3]>; 4]> = pending
             .iter()
             .zip(&owned_keys)
             .map(|(p, own)| {
-                let mut ids = Vec::with_capacity(3);
+                let mut ids = SmallVec::new();
                 if p.kind != Kind::Meta
                     && let Some(prefix) = &shared.key_prefix
                 {
@@ -576,7 +588,7 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
                 ids
             })
             .collect();
-        let items: Vec<Item<'_>> = pending
+        let items: SmallVec<[Item<'_>; 4]> = pending
             .iter()
             .zip(&ids)
             .map(|(p, ids)| {
@@ -637,20 +649,35 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
         request: &R,
         key: &str,
         pending: &[Pending<'_, R>],
-        ids: &[Vec<&str>],
+        ids: &[SmallVec<[&str; 3]>],
         outcome: &Outcome,
         deferred: Vec<Deferred>,
         now: Timestamp,
     ) -> Decision {
         let shared = &*self.inner;
-        let evaluated: Vec<(usize, &Pending<'_, R>, crate::storage::LimitState)> =
+        let evaluated: SmallVec<[(usize, &Pending<'_, R>, crate::storage::LimitState); 4]> =
             pending.iter().enumerate().filter_map(|(i, p)| outcome.get(i).map(|s| (i, p, *s))).collect();
-        let breaches: Vec<&(usize, &Pending<'_, R>, crate::storage::LimitState)> =
+        let breaches: SmallVec<[&(usize, &Pending<'_, R>, crate::storage::LimitState); 4]> =
             evaluated.iter().filter(|(_, _, s)| !s.allowed).collect();
+        // Handlers see every limit's identifiers; the strings are shared, one
+        // allocation per distinct string rather than per limit.
+        let mut interned: SmallVec<[Arc<str>; 4]> = SmallVec::new();
+        let mut intern = |s: &str| -> Arc<str> {
+            if let Some(found) = interned.iter().find(|a| &***a == s) {
+                return Arc::clone(found);
+            }
+            let made: Arc<str> = Arc::from(s);
+            interned.push(Arc::clone(&made));
+            made
+        };
         let limits: Vec<RequestLimit> = evaluated
             .iter()
             .filter(|(_, p, _)| p.kind != Kind::Meta)
-            .map(|(i, p, s)| RequestLimit::new(p.limit, ids.get(*i).map_or(&[][..], |v| &v[..]), s, p.decl.shared))
+            .map(|(i, p, s)| {
+                let item_ids = ids.get(*i).map_or(&[][..], |v| &v[..]);
+                let arcs = item_ids.iter().map(|id| intern(id)).collect();
+                RequestLimit::new(p.limit, arcs, s, p.decl.shared)
+            })
             .collect();
         let meta_breach = breaches.iter().find(|(_, p, _)| p.kind == Kind::Meta);
         let shown = meta_breach
@@ -658,7 +685,7 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
             .or_else(|| if shared.fail_on_first_breach { breaches.first() } else { breaches.last() }.copied())
             .or_else(|| evaluated.iter().find(|(_, p, _)| p.kind != Kind::Meta && !p.decl.shared))
             .or_else(|| evaluated.iter().find(|(_, p, _)| p.kind != Kind::Meta));
-        let policies: Vec<RateLimit> =
+        let policies: SmallVec<[RateLimit; 4]> =
             evaluated.iter().filter(|(_, p, _)| p.kind != Kind::Meta).map(|(_, p, _)| p.limit).collect();
         let headers = |limited: bool| {
             shown
@@ -725,7 +752,7 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
     /// Counts a breach against the meta limits (cost 1 each).
     async fn count_meta_breach(&self, request: &R, key: &str, now: Timestamp) {
         let shared = &*self.inner;
-        let mut meta = Vec::new();
+        let mut meta = SmallVec::new();
         self.push(&mut meta, request, &shared.meta, Kind::Meta, "meta");
         let ids: Vec<[&str; 2]> = meta.iter().map(|p| [key, &*p.scope]).collect();
         let items: Vec<Item<'_>> = meta.iter().zip(&ids).map(|(p, ids)| Item::new(p.limit, Key::new(ids))).collect();

@@ -38,6 +38,17 @@ pub struct HeaderSettings {
     pub retry_after: Arc<str>,
     /// How the retry header is written.
     pub retry_after_format: RetryAfterFormat,
+    /// The name of the IETF policy field (`RateLimit-Policy`).
+    pub ietf_policy: Arc<str>,
+    /// The name of the IETF state field (`RateLimit`).
+    pub ietf_state: Arc<str>,
+}
+
+impl HeaderSettings {
+    /// Every header name these settings may send.
+    pub fn names(&self) -> [&Arc<str>; 6] {
+        [&self.limit, &self.remaining, &self.reset, &self.retry_after, &self.ietf_policy, &self.ietf_state]
+    }
 }
 
 impl Default for HeaderSettings {
@@ -50,6 +61,8 @@ impl Default for HeaderSettings {
             reset: Arc::from("X-RateLimit-Reset"),
             retry_after: Arc::from("Retry-After"),
             retry_after_format: RetryAfterFormat::DeltaSeconds,
+            ietf_policy: Arc::from("RateLimit-Policy"),
+            ietf_state: Arc::from("RateLimit"),
         }
     }
 }
@@ -166,7 +179,7 @@ pub(crate) fn render_headers(
     }
     if settings.ietf {
         let policy = policies.iter().map(|l| format!("\"{}\";q={};w={}", policy_name(l), l.amount(), l.window_secs()));
-        headers.push((Arc::from("RateLimit-Policy"), policy.collect::<Vec<_>>().join(", ")));
+        headers.push((Arc::clone(&settings.ietf_policy), policy.collect::<Vec<_>>().join(", ")));
         let until = match (limited, shown.retry_at) {
             (true, Some(at)) => retry_seconds(at, now),
             _ => {
@@ -174,7 +187,7 @@ pub(crate) fn render_headers(
             }
         };
         headers.push((
-            Arc::from("RateLimit"),
+            Arc::clone(&settings.ietf_state),
             format!("\"{}\";r={};t={until}", policy_name(&shown.limit), shown.remaining),
         ));
     }
