@@ -3,13 +3,13 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
-use limiter_core::engine::{Rejection, RequestLimit, ResponseInfo};
+use limiter_core::engine::{Decision, Rejection, RequestLimit, ResponseInfo};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -125,31 +125,83 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let (parts, body) = request.into_parts();
+        let limiter = self.limiter.clone();
+        let source = self.source;
+        let mut check = Box::pin(async move {
+            let head = HttpRequest::new(parts, source);
+            let decision = limiter.check(&head).await;
+            (decision, head, limiter)
+        });
+        // The memory storage decides without waiting: then the ready inner
+        // service is called right here, with no clone of it and no extra
+        // task state. A remote storage's answer is awaited instead.
+        if let Poll::Ready((decision, head, limiter)) = check.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            return match admit(decision, head, &self.names) {
+                Admitted::Refused(response, decision) => Box::pin(async move {
+                    limiter.after_response(&decision, ResponseInfo::new(response.status().as_u16())).await;
+                    Ok(response.map(Either::Right))
+                }),
+                Admitted::Proceed(parts, decision) => {
+                    let call = self.inner.call(Request::from_parts(parts, body));
+                    let names = self.names.clone();
+                    Box::pin(finish(call, decision, limiter, names))
+                }
+            };
+        }
         // The ready service handles this request; a fresh clone waits for the next.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let limiter = self.limiter.clone();
-        let source = self.source;
         let names = self.names.clone();
         Box::pin(async move {
-            let (parts, body) = request.into_parts();
-            let head = HttpRequest::new(parts, source);
-            let mut decision = limiter.check(&head).await;
-            if let Some(rejection) = decision.take_rejection() {
-                let response = render(rejection, &names);
-                limiter.after_response(&decision, ResponseInfo::new(response.status().as_u16())).await;
-                return Ok(response.map(Either::Right));
+            let (decision, head, limiter) = check.await;
+            match admit(decision, head, &names) {
+                Admitted::Refused(response, decision) => {
+                    limiter.after_response(&decision, ResponseInfo::new(response.status().as_u16())).await;
+                    Ok(response.map(Either::Right))
+                }
+                Admitted::Proceed(parts, decision) => {
+                    finish(inner.call(Request::from_parts(parts, body)), decision, limiter, names).await
+                }
             }
+        })
+    }
+}
+
+/// What to do with a decided request.
+enum Admitted {
+    Refused(Response<Full<Bytes>>, Decision),
+    Proceed(http::request::Parts, Decision),
+}
+
+fn admit(mut decision: Decision, head: HttpRequest, names: &HeaderNames) -> Admitted {
+    match decision.take_rejection() {
+        Some(rejection) => Admitted::Refused(render(rejection, names), decision),
+        None => {
             let mut parts = head.into_parts();
             if !decision.limits().is_empty() {
                 parts.extensions.insert(CurrentLimits(decision.shared_limits()));
             }
-            let mut response = inner.call(Request::from_parts(parts, body)).await?;
-            names.add(response.headers_mut(), decision.take_headers());
-            limiter.after_response(&decision, ResponseInfo::new(response.status().as_u16())).await;
-            Ok(response.map(Either::Left))
-        })
+            Admitted::Proceed(parts, decision)
+        }
     }
+}
+
+/// Awaits the handler, adds the rate-limit headers, deducts what waits for
+/// the response.
+async fn finish<F, B, E>(
+    call: F,
+    mut decision: Decision,
+    limiter: Limiter,
+    names: HeaderNames,
+) -> Result<Response<LimitedBody<B>>, E>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    let mut response = call.await?;
+    names.add(response.headers_mut(), decision.take_headers());
+    limiter.after_response(&decision, ResponseInfo::new(response.status().as_u16())).await;
+    Ok(response.map(Either::Left))
 }
 
 /// Renders the limiter's rejection as an HTTP response.

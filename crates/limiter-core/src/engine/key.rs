@@ -49,9 +49,9 @@ where
 /// A prefix of 128 keeps the full address (`2001:db8::1`), as Flask-Limiter does.
 pub fn ip_key(ip: IpAddr, ipv6_prefix: u8) -> String {
     match ip {
-        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V4(v4) => ipv4_key(v4),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
+            Some(v4) => ipv4_key(v4),
             None if ipv6_prefix >= 128 => v6.to_string(),
             None => {
                 let mask = u128::MAX.checked_shl(128 - u32::from(ipv6_prefix)).unwrap_or(0);
@@ -60,6 +60,20 @@ pub fn ip_key(ip: IpAddr, ipv6_prefix: u8) -> String {
             }
         },
     }
+}
+
+/// Dotted decimal, written directly: the address of every request is
+/// formatted, and `Display` goes through the formatting machinery.
+fn ipv4_key(ip: std::net::Ipv4Addr) -> String {
+    let mut key = String::with_capacity(15);
+    let mut digits = itoa::Buffer::new();
+    for (i, octet) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            key.push('.');
+        }
+        key.push_str(digits.format(octet));
+    }
+    key
 }
 
 /// The peer's address: Flask-Limiter's `get_remote_address`, without its

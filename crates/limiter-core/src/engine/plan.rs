@@ -2,6 +2,10 @@
 //! is built (Flask-Limiter works it out on every request).
 
 use std::collections::HashMap;
+
+/// Paths are looked up on every request: a fast hasher, randomly seeded per
+/// map, since with `RouteSource::UriPath` the path comes from the client.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
 use super::declare::Limit;
@@ -31,7 +35,7 @@ pub(crate) struct Plan<R> {
 
 /// Every plan of a limiter.
 pub(crate) struct Plans<R> {
-    by_path: HashMap<String, Arc<Plan<R>>>,
+    by_path: FastMap<String, Arc<Plan<R>>>,
     /// For unregistered routes: the plan of the innermost group containing
     /// the path, longest prefix first.
     by_group: Vec<(Group<R>, Arc<Plan<R>>)>,
@@ -52,7 +56,7 @@ impl<R> Plans<R> {
                 )));
             }
         }
-        let mut by_path = HashMap::new();
+        let mut by_path = FastMap::default();
         for route in routes {
             if route.paths.is_empty() {
                 return Err(ConfigError::Invalid(format!(

@@ -140,6 +140,12 @@ pub(crate) fn http_date(at: Timestamp) -> String {
     httpdate::fmt_http_date(at.to_system_time())
 }
 
+/// A header value from a number, without the formatting machinery (this
+/// runs several times on every response).
+pub(crate) fn number(n: u64) -> String {
+    itoa::Buffer::new().format(n).to_owned()
+}
+
 /// What the headers show of one limit.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct HeaderValues {
@@ -162,9 +168,9 @@ pub(crate) fn render_headers(
     // Flask-Limiter: X-RateLimit-Reset is int(reset_time + 1).
     let reset_header = shown.reset_at.as_secs() + 1;
     if settings.enabled {
-        headers.push((Arc::clone(&settings.limit), shown.limit.amount().to_string()));
-        headers.push((Arc::clone(&settings.remaining), shown.remaining.to_string()));
-        headers.push((Arc::clone(&settings.reset), reset_header.to_string()));
+        headers.push((Arc::clone(&settings.limit), number(shown.limit.amount())));
+        headers.push((Arc::clone(&settings.remaining), number(shown.remaining)));
+        headers.push((Arc::clone(&settings.reset), number(reset_header)));
         let retry_at = match (limited, shown.retry_at) {
             (true, Some(at)) => at,
             _ => Timestamp::from_secs(reset_header),
@@ -172,8 +178,8 @@ pub(crate) fn render_headers(
         let value = match settings.retry_after_format {
             RetryAfterFormat::HttpDate => http_date(retry_at),
             // A 429 never says 0; elsewhere Flask-Limiter's int(reset - now).
-            RetryAfterFormat::DeltaSeconds if limited => retry_seconds(retry_at, now).to_string(),
-            RetryAfterFormat::DeltaSeconds => retry_at.saturating_duration_since(now).as_secs().to_string(),
+            RetryAfterFormat::DeltaSeconds if limited => number(retry_seconds(retry_at, now)),
+            RetryAfterFormat::DeltaSeconds => number(retry_at.saturating_duration_since(now).as_secs()),
         };
         headers.push((Arc::clone(&settings.retry_after), value));
     }
