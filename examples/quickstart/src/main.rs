@@ -40,7 +40,10 @@ fn limiter() -> Result<Limiter, String> {
         .route(Route::new("fast").path("/fast"))
         .route(Route::new("ping").path("/ping").exempt());
     let settings = Settings::from_env().map_err(|e| e.to_string())?;
-    settings.apply(builder).and_then(|b| b.build()).map_err(|e| e.to_string())
+    settings
+        .apply_with_timer(builder, limiter::tower::tokio_sleeper())
+        .and_then(|b| b.build())
+        .map_err(|e| e.to_string())
 }
 
 fn app(limiter: Limiter) -> Router {
