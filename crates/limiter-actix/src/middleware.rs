@@ -143,7 +143,8 @@ where
             }
             match service.call(request).await {
                 Ok(mut response) => {
-                    add_headers(response.headers_mut(), decision.headers());
+                    let retry_after = limiter.header_settings().retry_after.clone();
+                    add_headers(response.headers_mut(), decision.headers(), &retry_after);
                     limiter.after_response(&decision, ResponseInfo::new(response.status().as_u16())).await;
                     Ok(response.map_into_left_body())
                 }
@@ -159,10 +160,18 @@ where
     }
 }
 
-fn add_headers(map: &mut HeaderMap, headers: &[(Arc<str>, String)]) {
+fn add_headers(map: &mut HeaderMap, headers: &[(Arc<str>, String)], retry_after: &str) {
     for (name, value) in headers {
-        if let (Ok(name), Ok(value)) = (HeaderName::try_from(&**name), HeaderValue::try_from(value.as_str())) {
-            map.insert(name, value);
+        let Ok(header) = HeaderName::try_from(&**name) else { continue };
+        // A Retry-After the handler set stays if it names a later time.
+        if name.eq_ignore_ascii_case(retry_after)
+            && let Some(existing) = map.get(&header).and_then(|v| v.to_str().ok())
+            && limiter_core::engine::later_retry_after(existing, value, std::time::SystemTime::now()) == existing
+        {
+            continue;
+        }
+        if let Ok(value) = HeaderValue::try_from(value.as_str()) {
+            map.insert(header, value);
         }
     }
 }
@@ -176,6 +185,7 @@ pub fn rejection_response(rejection: Rejection) -> HttpResponse<BoxBody> {
     if let Ok(value) = HeaderValue::try_from(rejection.content_type) {
         headers.insert(CONTENT_TYPE, value);
     }
-    add_headers(headers, &rejection.headers);
+    // A fresh response: no earlier Retry-After to keep.
+    add_headers(headers, &rejection.headers, "");
     response
 }

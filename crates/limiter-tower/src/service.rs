@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
-use limiter_core::engine::{Decision, Rejection, RequestLimit, ResponseInfo};
+use limiter_core::engine::{Decision, Rejection, RequestLimit, ResponseInfo, later_retry_after};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -45,21 +45,26 @@ pub struct LimiterLayer {
 /// The configured header names, parsed once: a response's headers are then
 /// found by pointer, without parsing or allocating a name per request.
 #[derive(Clone, Debug)]
-struct HeaderNames(Arc<[(Arc<str>, HeaderName)]>);
+struct HeaderNames {
+    known: Arc<[(Arc<str>, HeaderName)]>,
+    retry_after: Option<HeaderName>,
+}
 
 impl HeaderNames {
     fn new(limiter: &Limiter) -> Self {
-        let names = limiter.header_settings().names();
-        HeaderNames(
-            names
+        let settings = limiter.header_settings();
+        HeaderNames {
+            known: settings
+                .names()
                 .into_iter()
                 .filter_map(|name| HeaderName::try_from(&**name).ok().map(|parsed| (Arc::clone(name), parsed)))
                 .collect(),
-        )
+            retry_after: HeaderName::try_from(&*settings.retry_after).ok(),
+        }
     }
 
     fn get(&self, name: &Arc<str>) -> Option<HeaderName> {
-        match self.0.iter().find(|(known, _)| Arc::ptr_eq(known, name)) {
+        match self.known.iter().find(|(known, _)| Arc::ptr_eq(known, name)) {
             Some((_, parsed)) => Some(parsed.clone()),
             None => HeaderName::try_from(&**name).ok(),
         }
@@ -67,7 +72,15 @@ impl HeaderNames {
 
     fn add(&self, map: &mut http::HeaderMap, headers: Vec<(Arc<str>, String)>) {
         for (name, value) in headers {
-            if let (Some(name), Ok(value)) = (self.get(&name), HeaderValue::try_from(value)) {
+            let Some(name) = self.get(&name) else { continue };
+            // A Retry-After the handler set stays if it names a later time.
+            if Some(&name) == self.retry_after.as_ref()
+                && let Some(existing) = map.get(&name).and_then(|v| v.to_str().ok())
+                && later_retry_after(existing, &value, std::time::SystemTime::now()) == existing
+            {
+                continue;
+            }
+            if let Ok(value) = HeaderValue::try_from(value) {
                 map.insert(name, value);
             }
         }

@@ -217,3 +217,17 @@ async fn keys_from_request_extensions() {
     let anonymous = Request::get("/a").body(Body::empty()).unwrap();
     assert_eq!(send(&app, anonymous).await.0, StatusCode::SERVICE_UNAVAILABLE, "no key: never a shared bucket");
 }
+
+#[tokio::test]
+async fn a_later_retry_after_from_the_handler_is_kept() {
+    let limiter = Limiter::builder().default_limits("10/minute").headers_enabled(true).build().unwrap();
+    let app = Router::new()
+        .route("/later", get(|| async { ([("retry-after", "3600")], "later") }))
+        .route("/sooner", get(|| async { ([("retry-after", "5")], "sooner") }))
+        .layer(LimiterLayer::new(limiter));
+    let (_, headers, _) = send(&app, get_from("/later", [127, 0, 0, 1])).await;
+    assert_eq!(header(&headers, "retry-after"), Some("3600"), "the handler's later time wins");
+    let (_, headers, _) = send(&app, get_from("/sooner", [127, 0, 0, 1])).await;
+    let ours: u64 = header(&headers, "retry-after").unwrap().parse().unwrap();
+    assert!(ours > 5, "the limiter's later time wins: {ours}");
+}

@@ -23,5 +23,5 @@ pub use failure::FailurePolicy;
 pub use key::{ExtensionKey, GlobalKey, HeaderKey, KeyError, KeyExtractor, PeerIp, ip_key};
 pub use limiter::{InlineLimit, Limiter, LimiterBuilder, Sleeper};
 pub use request::RequestInfo;
-pub use response::{Breach, HeaderSettings, Rejection, RetryAfterFormat};
+pub use response::{Breach, HeaderSettings, Rejection, RetryAfterFormat, later_retry_after};
 pub use route::{Exemption, Group, Route};

@@ -258,6 +258,24 @@ pub(crate) fn unavailable(
     rejection.with_header(Arc::clone(retry_header), secs.to_string())
 }
 
+/// Of a `Retry-After` a response already carries and the limiter's, the one
+/// naming the later time (Flask-Limiter keeps the later); each may be
+/// delta-seconds or an HTTP date. An unreadable existing value loses.
+pub fn later_retry_after<'a>(existing: &'a str, ours: &'a str, now: std::time::SystemTime) -> &'a str {
+    let at = |value: &str| -> Option<std::time::SystemTime> {
+        let value = value.trim();
+        match value.parse::<u64>() {
+            Ok(secs) => now.checked_add(Duration::from_secs(secs)),
+            Err(_) => httpdate::parse_http_date(value).ok(),
+        }
+    };
+    match (at(existing), at(ours)) {
+        (Some(theirs), Some(mine)) if theirs > mine => existing,
+        (Some(_), None) => existing,
+        _ => ours,
+    }
+}
+
 /// Whether an `Accept` header prefers JSON to plain text.
 pub(crate) fn wants_json(accept: Option<&str>) -> bool {
     accept.is_some_and(|accept| {
@@ -319,6 +337,17 @@ mod tests {
         let date = HeaderSettings { retry_after_format: RetryAfterFormat::HttpDate, ..settings };
         let h = render_headers(&date, &later, &[limit], true, now);
         assert_eq!(find(&h, "Retry-After"), Some("Thu, 01 Jan 1970 00:00:12 GMT"));
+    }
+
+    #[test]
+    fn the_later_retry_after_wins() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        assert_eq!(later_retry_after("120", "60", now), "120");
+        assert_eq!(later_retry_after("30", "60", now), "60");
+        let date = http_date(Timestamp::from_secs(1_000_000 + 300));
+        assert_eq!(later_retry_after(&date, "60", now), date);
+        assert_eq!(later_retry_after(&date, "600", now), "600");
+        assert_eq!(later_retry_after("soon", "60", now), "60");
     }
 
     #[test]
