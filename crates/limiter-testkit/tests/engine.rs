@@ -504,3 +504,27 @@ async fn unmatched_requests_skip_regular_limits() {
         assert_eq!(limiter.check(&TestRequest::new("GET", None)).await.verdict(), Verdict::Exempt);
     }
 }
+
+#[tokio::test]
+async fn meta_limits_attached_to_one_limit() {
+    let (b, clock) = builder();
+    let limiter = b
+        .route(Route::new("/login").limit(Limit::new("2/minute").meta_limits("1/hour")))
+        .route(Route::new("/other").limit("5/minute"))
+        .build()
+        .unwrap();
+    let login = TestRequest::get("/login");
+    assert_eq!(status(&limiter, &login).await, 200);
+    assert_eq!(status(&limiter, &login).await, 200);
+    assert_eq!(status(&limiter, &login).await, 429, "the breach is counted against the attached meta limit");
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(status(&limiter, &login).await, 429, "the meta limit is spent for the hour");
+    assert_eq!(status(&limiter, &TestRequest::get("/other")).await, 200, "only where it is attached");
+    clock.advance(Duration::from_secs(3600));
+    assert_eq!(status(&limiter, &login).await, 200);
+    let bad = Limiter::<TestRequest>::builder()
+        .route(Route::new("/x").limit(Limit::new("1/minute").meta_limits("1 per fortnight")))
+        .build()
+        .unwrap_err();
+    assert!(bad.to_string().contains("fortnight"), "{bad}");
+}

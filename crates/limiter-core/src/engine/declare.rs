@@ -101,6 +101,7 @@ pub struct Limit<R> {
     pub(crate) error_message: Option<Arc<str>>,
     pub(crate) on_breach: Option<BreachHook>,
     pub(crate) key: Option<Arc<BoxedKey<R>>>,
+    pub(crate) meta: Vec<Limit<R>>,
 }
 
 impl<R> Clone for Limit<R> {
@@ -118,6 +119,7 @@ impl<R> Clone for Limit<R> {
             error_message: self.error_message.clone(),
             on_breach: self.on_breach.clone(),
             key: self.key.clone(),
+            meta: self.meta.clone(),
         }
     }
 }
@@ -153,6 +155,7 @@ impl<R> Limit<R> {
             error_message: None,
             on_breach: None,
             key: None,
+            meta: Vec::new(),
         }
     }
 
@@ -265,6 +268,16 @@ impl<R> Limit<R> {
         self
     }
 
+    /// Meta limits of these limits (Flask-Limiter's `meta_limits=`): tested
+    /// before them whenever they apply, and counted once each time one of
+    /// them is breached. Their bucket is the limiter's `meta` scope, keyed by
+    /// their own key or the limiter's.
+    #[must_use]
+    pub fn meta_limits(mut self, limits: impl Into<Limit<R>>) -> Self {
+        self.meta.push(limits.into());
+        self
+    }
+
     /// Counts these limits by another key than the limiter's.
     #[must_use]
     pub fn key(mut self, key: impl KeyExtractor<R>) -> Self {
@@ -275,7 +288,7 @@ impl<R> Limit<R> {
     pub(crate) fn parse_error(&self) -> Option<&ParseError> {
         match &self.source {
             Source::Static(Err(e)) => Some(e),
-            _ => None,
+            _ => self.meta.iter().find_map(Limit::parse_error),
         }
     }
 

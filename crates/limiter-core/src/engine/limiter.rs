@@ -501,34 +501,54 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
     ) -> SmallVec<[Pending<'l, R>; 4]> {
         let shared = &*self.inner;
         let method = request.method();
+        let check_meta = plan.is_none_or(|(_, p)| p.meta);
+        let mut regular = SmallVec::new();
+        if let Some((path, plan)) = plan
+            && !filtered
+        {
+            let endpoint: &'l str = plan.name.as_deref().unwrap_or(path);
+            if fallback {
+                self.push(&mut regular, request, &shared.fallback_limits, Kind::Fallback, endpoint);
+            } else {
+                if plan.application {
+                    self.push(&mut regular, request, &shared.application, Kind::Application, "global");
+                }
+                self.push(&mut regular, request, &plan.own, Kind::Route, endpoint);
+                // Only a method mismatch brings the defaults back, not exempt_when.
+                let own_apply = plan.own.iter().any(|l| l.applies_to_method(method));
+                if plan.defaults == Defaults::Always || (plan.defaults == Defaults::IfOwnInapplicable && !own_apply) {
+                    self.push(&mut regular, request, &shared.defaults, Kind::Default, endpoint);
+                }
+            }
+            // Flask-Limiter orders by window unit only (multiples ignored), stably.
+            regular.sort_by_key(|p| p.limit.granularity().seconds());
+        }
+        // Meta limits go first, tested only: a client over them is refused
+        // before anything else is counted.
         let mut pending = SmallVec::new();
-        if plan.is_none_or(|(_, p)| p.meta) {
+        if check_meta {
             self.push(&mut pending, request, &shared.meta, Kind::Meta, "meta");
+            self.push_attached_meta(&mut pending, request, regular.iter().map(|p| p.decl));
         }
-        let Some((path, plan)) = plan else { return pending };
-        if filtered {
-            return pending;
-        }
-        let endpoint: &'l str = plan.name.as_deref().unwrap_or(path);
-        let start = pending.len();
-        if fallback {
-            self.push(&mut pending, request, &shared.fallback_limits, Kind::Fallback, endpoint);
-        } else {
-            if plan.application {
-                self.push(&mut pending, request, &shared.application, Kind::Application, "global");
-            }
-            self.push(&mut pending, request, &plan.own, Kind::Route, endpoint);
-            // Only a method mismatch brings the defaults back, not exempt_when.
-            let own_apply = plan.own.iter().any(|l| l.applies_to_method(method));
-            if plan.defaults == Defaults::Always || (plan.defaults == Defaults::IfOwnInapplicable && !own_apply) {
-                self.push(&mut pending, request, &shared.defaults, Kind::Default, endpoint);
-            }
-        }
-        // Flask-Limiter orders by window unit only (multiples ignored), stably.
-        if let Some(rest) = pending.get_mut(start..) {
-            rest.sort_by_key(|p| p.limit.granularity().seconds());
-        }
+        pending.extend(regular);
         pending
+    }
+
+    /// The meta limits attached to `decls` (each declaration once).
+    fn push_attached_meta<'l>(
+        &self,
+        pending: &mut SmallVec<[Pending<'l, R>; 4]>,
+        request: &R,
+        decls: impl Iterator<Item = &'l Limit<R>>,
+    ) {
+        let mut seen: SmallVec<[*const Limit<R>; 4]> = SmallVec::new();
+        for decl in decls {
+            if decl.meta.is_empty() || seen.contains(&std::ptr::from_ref(decl)) {
+                continue;
+            }
+            seen.push(std::ptr::from_ref(decl));
+            self.push(pending, request, &decl.meta, Kind::Meta, "meta");
+        }
     }
 
     fn push<'l>(
@@ -728,8 +748,9 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
                 }
             }
         }
-        if meta_breach.is_none() && !shared.meta.is_empty() {
-            self.count_meta_breach(request, key, now).await;
+        if meta_breach.is_none() {
+            let breached = breaches.iter().filter(|(_, p, _)| p.kind != Kind::Meta).map(|(_, p, _)| p.decl);
+            self.count_meta_breach(request, key, breached, now).await;
         }
         let rejection = rejection.unwrap_or_else(|| {
             // The limit named in the body: the breached one with the shortest window.
@@ -750,12 +771,28 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
     }
 
     /// Counts a breach against the meta limits (cost 1 each).
-    async fn count_meta_breach(&self, request: &R, key: &str, now: Timestamp) {
+    async fn count_meta_breach<'l>(
+        &'l self,
+        request: &R,
+        key: &str,
+        breached: impl Iterator<Item = &'l Limit<R>>,
+        now: Timestamp,
+    ) {
         let shared = &*self.inner;
         let mut meta = SmallVec::new();
         self.push(&mut meta, request, &shared.meta, Kind::Meta, "meta");
-        let ids: Vec<[&str; 2]> = meta.iter().map(|p| [key, &*p.scope]).collect();
-        let items: Vec<Item<'_>> = meta.iter().zip(&ids).map(|(p, ids)| Item::new(p.limit, Key::new(ids))).collect();
+        self.push_attached_meta(&mut meta, request, breached);
+        if meta.is_empty() {
+            return;
+        }
+        let mut own_keys: SmallVec<[Option<String>; 4]> = SmallVec::new();
+        for p in &meta {
+            own_keys.push(p.decl.key.as_ref().and_then(|k| k.0.extract(request).ok()));
+        }
+        let ids: SmallVec<[[&str; 2]; 4]> =
+            meta.iter().zip(&own_keys).map(|(p, own)| [own.as_deref().unwrap_or(key), &*p.scope]).collect();
+        let items: SmallVec<[Item<'_>; 4]> =
+            meta.iter().zip(&ids).map(|(p, ids)| Item::new(p.limit, Key::new(ids))).collect();
         if let Err(e) = self.run(&items, Mode::Sequential { stop_at_first_breach: false }, now).await {
             tracing::warn!(error = %e, "could not count a breach against the meta limits");
         }
