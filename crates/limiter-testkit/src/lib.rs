@@ -27,6 +27,7 @@ mod env;
 mod outage;
 mod request;
 mod seed;
+pub mod server;
 
 pub use env::{Env, MANUAL_START, RealClock, TestClock};
 pub use outage::SwitchableStorage;

@@ -1,0 +1,229 @@
+//! Real storage servers for tests: spawned on a random loopback port in a
+//! temporary directory, waited for, killed on drop, their log printed when a
+//! test fails.
+//!
+//! A missing server binary skips the test loudly on a laptop
+//! ([`spawn_or_skip`](RedisServer::spawn_or_skip) returns `None` after
+//! printing why) and fails it in CI (`CI` or `LIMITER_TEST_REQUIRE_SERVERS`
+//! set), so that a green CI run always means the tests ran.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a server may take to answer its first ping.
+const READY_WITHIN: Duration = Duration::from_secs(10);
+
+/// Whether a missing server binary must fail the test (CI) rather than skip it.
+pub fn servers_required() -> bool {
+    std::env::var_os("LIMITER_TEST_REQUIRE_SERVERS").is_some() || std::env::var_os("CI").is_some()
+}
+
+/// A spawned server process, killed (and its directory removed) on drop.
+#[derive(Debug)]
+pub struct ServerProcess {
+    name: &'static str,
+    child: Child,
+    addr: SocketAddr,
+    dir: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl ServerProcess {
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its working directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Kills the server (to test outages) and waits for it to exit.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- {} log ({}) ---\n{}--- end of {} log ---",
+                self.name,
+                self.log.display(),
+                self.log(),
+                self.name
+            );
+        }
+        self.kill();
+    }
+}
+
+/// A free loopback port: bound, read, released. Another process may take it
+/// before the server binds it; spawning retries with a new port then.
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn binary(env_var: &str, default: &str) -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(env_var) {
+        return Some(PathBuf::from(path));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(default)).find(|candidate| candidate.is_file())
+}
+
+/// Sends `request` and reads until `expected` arrives or the deadline.
+fn answers(addr: SocketAddr, request: &[u8], expected: &[u8]) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else { return false };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    if stream.write_all(request).is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 64];
+    let mut got = Vec::new();
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(buf.get(..n).unwrap_or_default());
+        if got.windows(expected.len()).any(|w| w == expected) {
+            return true;
+        }
+    }
+    false
+}
+
+/// What it takes to start one kind of server.
+struct Kind {
+    name: &'static str,
+    env_var: &'static str,
+    binary: &'static str,
+    args: fn(port: u16, dir: &Path) -> Vec<String>,
+    ping: &'static [u8],
+    pong: &'static [u8],
+}
+
+fn spawn(kind: &Kind, test: &str) -> Option<ServerProcess> {
+    let Some(binary) = binary(kind.env_var, kind.binary) else {
+        let why = format!("{test}: {} not found (install it, or point {} at it)", kind.binary, kind.env_var);
+        assert!(!servers_required(), "{why}; servers are required here (CI or LIMITER_TEST_REQUIRE_SERVERS)");
+        eprintln!("skipping {why}");
+        return None;
+    };
+    let mut last_log = String::new();
+    for _attempt in 0..5 {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{test}: cannot make a temporary directory: {e}"));
+        let port = free_port().unwrap_or_else(|e| panic!("{test}: no free loopback port: {e}"));
+        let log = dir.path().join(format!("{}.log", kind.name));
+        let log_file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{test}: cannot create {log:?}: {e}"));
+        let err_file = log_file.try_clone().unwrap_or_else(|e| panic!("{test}: cannot share {log:?}: {e}"));
+        let child = Command::new(&binary)
+            .args((kind.args)(port, dir.path()))
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(log_file)
+            .stderr(err_file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{test}: cannot start {}: {e}", binary.display()));
+        let mut server =
+            ServerProcess { name: kind.name, child, addr: SocketAddr::from(([127, 0, 0, 1], port)), dir, log };
+        let deadline = Instant::now() + READY_WITHIN;
+        while Instant::now() < deadline {
+            if answers(server.addr, kind.ping, kind.pong) {
+                return Some(server);
+            }
+            if let Ok(Some(_)) = server.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        last_log = server.log();
+        server.kill();
+        if !last_log.contains("in use") {
+            break;
+        }
+    }
+    panic!("{test}: {} did not start ({}); its log:\n{last_log}", kind.name, binary.display());
+}
+
+/// A `redis-server` (or `$LIMITER_TEST_REDIS_BIN`) without persistence.
+#[derive(Debug)]
+pub struct RedisServer(pub ServerProcess);
+
+const REDIS: Kind = Kind {
+    name: "redis",
+    env_var: "LIMITER_TEST_REDIS_BIN",
+    binary: "redis-server",
+    args: |port, dir| {
+        vec![
+            "--port".into(),
+            port.to_string(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--dir".into(),
+            dir.display().to_string(),
+            "--save".into(),
+            String::new(),
+            "--appendonly".into(),
+            "no".into(),
+        ]
+    },
+    ping: b"PING\r\n",
+    pong: b"+PONG",
+};
+
+impl RedisServer {
+    /// Starts one for `test`, or returns `None` (after saying why) if the
+    /// binary is missing and servers are not required.
+    pub fn spawn_or_skip(test: &str) -> Option<Self> {
+        spawn(&REDIS, test).map(RedisServer)
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://{}", self.0.addr())
+    }
+}
+
+/// A `memcached` (or `$LIMITER_TEST_MEMCACHED_BIN`) on TCP only.
+#[derive(Debug)]
+pub struct MemcachedServer(pub ServerProcess);
+
+const MEMCACHED: Kind = Kind {
+    name: "memcached",
+    env_var: "LIMITER_TEST_MEMCACHED_BIN",
+    binary: "memcached",
+    args: |port, _| {
+        // -u root: memcached refuses to run as root without it (CI is root).
+        ["-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0", "-u", "root", "-m", "64"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect()
+    },
+    ping: b"version\r\n",
+    pong: b"VERSION",
+};
+
+impl MemcachedServer {
+    /// Starts one for `test`, or returns `None` (after saying why) if the
+    /// binary is missing and servers are not required.
+    pub fn spawn_or_skip(test: &str) -> Option<Self> {
+        spawn(&MEMCACHED, test).map(MemcachedServer)
+    }
+
+    /// `memcached://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("memcached://{}", self.0.addr())
+    }
+}
