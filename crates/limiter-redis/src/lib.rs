@@ -1,0 +1,234 @@
+//! Redis (and Valkey) storage for limiter.
+//!
+//! Every limit of a request is decided by one server-side script call (one
+//! round trip), atomically, on the keys, value types and TTLs of Python's
+//! `limits` 5.8 (`LIMITS:LIMITER/<identifiers…>/<amount>/<multiples>/<granularity>`),
+//! so a Flask-Limiter service and a Rust service on the same Redis enforce
+//! one limit together.
+//!
+//! Strategies so far: the fixed window. The moving window, the sliding
+//! window counter and GCRA are the next steps of the distributed-storage
+//! work; a limiter asking this storage for them does not compile (typed) or
+//! fails when it is built (by name).
+//!
+//! ```no_run
+//! use limiter_core::{FixedWindow, RateLimiter};
+//! use limiter_redis::RedisStorage;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let storage = RedisStorage::connect("redis://127.0.0.1:6379").await?;
+//! let limiter = RateLimiter::new(FixedWindow, storage);
+//! let limit = "10/minute".parse()?;
+//! assert!(limiter.hit(&limit, &["127.0.0.1", "login"], 1).await?);
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use limiter_core::storage::{Action, Batch, Key, LimitState, Mode, Outcome, Storage, Supports};
+use limiter_core::{FixedWindow, RateLimit, StorageError, StorageErrorKind};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+const NAME: &str = "redis";
+
+/// The key prefix `limits` puts in front of every Redis key.
+pub const DEFAULT_KEY_PREFIX: &str = "LIMITS";
+
+/// A Redis or Valkey server, through one multiplexed connection that
+/// reconnects by itself, with connect and response timeouts always set.
+#[derive(Clone)]
+pub struct RedisStorage {
+    connection: ConnectionManager,
+    prefix: String,
+    fixed_window: redis::Script,
+    clear_keys: redis::Script,
+    address: String,
+}
+
+impl fmt::Debug for RedisStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStorage").field("address", &self.address).field("prefix", &self.prefix).finish()
+    }
+}
+
+/// Connection settings.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct RedisOptions {
+    /// The prefix of every key (`limits`' `key_prefix`, default `LIMITS`).
+    pub key_prefix: String,
+    /// How long connecting may take.
+    pub connect_timeout: Duration,
+    /// How long one call may take.
+    pub response_timeout: Duration,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        RedisOptions {
+            key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
+            connect_timeout: Duration::from_secs(1),
+            response_timeout: Duration::from_millis(500),
+        }
+    }
+}
+
+fn error(e: &redis::RedisError) -> StorageError {
+    let kind = if e.is_timeout() {
+        StorageErrorKind::Timeout
+    } else if e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() {
+        StorageErrorKind::Unavailable
+    } else {
+        StorageErrorKind::Rejected
+    };
+    StorageError::new(kind, NAME, e.to_string())
+}
+
+impl RedisStorage {
+    /// Connects to `url` (`redis://[user:password@]host:port[/db]`) with the
+    /// default options.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] if the URL is malformed or the server cannot be
+    /// reached in time; the message never contains the password.
+    pub async fn connect(url: &str) -> Result<Self, StorageError> {
+        RedisStorage::connect_with(url, RedisOptions::default()).await
+    }
+
+    /// Connects to `url` with `options`.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect).
+    pub async fn connect_with(url: &str, options: RedisOptions) -> Result<Self, StorageError> {
+        let address = limiter_core::engine::redact_uri(url);
+        let client = redis::Client::open(url).map_err(|e| {
+            StorageError::new(
+                StorageErrorKind::Rejected,
+                NAME,
+                format!("invalid Redis URL {address}: {}", e.kind_name()),
+            )
+        })?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(options.connect_timeout))
+            .set_response_timeout(Some(options.response_timeout));
+        let connection = ConnectionManager::new_with_config(client, config).await.map_err(|e| error(&e))?;
+        Ok(RedisStorage {
+            connection,
+            prefix: options.key_prefix,
+            fixed_window: redis::Script::new(include_str!("lua/fixed_window.lua")),
+            clear_keys: redis::Script::new(include_str!("lua/clear_keys.lua")),
+            address,
+        })
+    }
+
+    fn key(&self, limit: &RateLimit, key: &Key<'_>) -> String {
+        let mut out = String::with_capacity(self.prefix.len() + 48);
+        out.push_str(&self.prefix);
+        out.push(':');
+        limit.write_key(key.namespace(), key.identifiers(), &mut out);
+        out
+    }
+}
+
+trait RedisErrorName {
+    fn kind_name(&self) -> String;
+}
+
+impl RedisErrorName for redis::RedisError {
+    /// The error's category without its details, which may echo the URL.
+    fn kind_name(&self) -> String {
+        format!("{:?}", self.kind())
+    }
+}
+
+impl Storage for RedisStorage {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn check(&self) -> impl Future<Output = Result<(), StorageError>> + Send {
+        let mut connection = self.connection.clone();
+        async move { redis::cmd("PING").query_async::<String>(&mut connection).await.map(drop).map_err(|e| error(&e)) }
+    }
+
+    fn reset(&self) -> impl Future<Output = Result<(), StorageError>> + Send {
+        let mut connection = self.connection.clone();
+        let pattern = format!("{}:*", self.prefix);
+        let script = self.clear_keys.clone();
+        async move { script.key(pattern).invoke_async::<i64>(&mut connection).await.map(drop).map_err(|e| error(&e)) }
+    }
+}
+
+impl Supports<FixedWindow> for RedisStorage {
+    fn decide<'a>(
+        &'a self,
+        _: FixedWindow,
+        batch: &'a Batch<'a>,
+    ) -> impl Future<Output = Result<Outcome, StorageError>> + Send + 'a {
+        let mut connection = self.connection.clone();
+        let mut invocation = self.fixed_window.prepare_invoke();
+        let mode = match batch.mode {
+            Mode::Sequential { stop_at_first_breach: true } => 0,
+            Mode::Sequential { stop_at_first_breach: false } => 1,
+            Mode::AllOrNothing => 2,
+            _ => 3,
+        };
+        invocation.arg(mode);
+        for item in batch.items {
+            invocation.key(self.key(&item.limit, &item.key));
+            invocation
+                .arg(item.limit.amount())
+                .arg(item.limit.window_secs())
+                .arg(item.cost)
+                .arg(u8::from(item.action == Action::Peek));
+        }
+        async move {
+            let reply: Vec<i64> = invocation.invoke_async(&mut connection).await.map_err(|e| error(&e))?;
+            let now = batch.now;
+            let mut outcome = Outcome::with_capacity(batch.items.len());
+            for (item, fields) in batch.items.iter().zip(reply.chunks(4)) {
+                let [evaluated, allowed, count, pttl] = fields else {
+                    return Err(StorageError::new(StorageErrorKind::Protocol, NAME, "short reply from the script"));
+                };
+                if *evaluated == 0 {
+                    outcome.push(None);
+                    continue;
+                }
+                let amount = item.limit.amount();
+                let count = u64::try_from(*count).unwrap_or(0);
+                let reset_at = match u64::try_from(*pttl) {
+                    Ok(ms) if ms > 0 => now.saturating_add(Duration::from_millis(ms)),
+                    _ => now,
+                };
+                let remaining = amount.saturating_sub(count);
+                outcome.push(Some(if *allowed == 1 {
+                    LimitState::allowed(remaining, reset_at)
+                } else {
+                    LimitState::limited(remaining, reset_at, (item.cost <= amount).then_some(reset_at))
+                }));
+            }
+            if outcome.states().len() != batch.items.len() {
+                return Err(StorageError::new(StorageErrorKind::Protocol, NAME, "short reply from the script"));
+            }
+            Ok(outcome)
+        }
+    }
+
+    fn clear<'a>(
+        &'a self,
+        _: FixedWindow,
+        limit: &'a RateLimit,
+        key: Key<'a>,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send + 'a {
+        let mut connection = self.connection.clone();
+        let key = self.key(limit, &key);
+        async move { redis::cmd("DEL").arg(key).query_async::<i64>(&mut connection).await.map(drop).map_err(|e| error(&e)) }
+    }
+}
+
+limiter_core::dyn_storage!(RedisStorage: FixedWindow);
