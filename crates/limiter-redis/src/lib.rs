@@ -6,10 +6,11 @@
 //! so a Flask-Limiter service and a Rust service on the same Redis enforce
 //! one limit together.
 //!
-//! Strategies so far: the fixed window. The moving window, the sliding
-//! window counter and GCRA are the next steps of the distributed-storage
-//! work; a limiter asking this storage for them does not compile (typed) or
-//! fails when it is built (by name).
+//! Strategies so far: the fixed window (the `limits` layout) and GCRA (a
+//! `gcra:` key of its own holding the theoretical arrival time in
+//! microseconds). The moving window and the sliding window counter are the
+//! next steps of the distributed-storage work; a limiter asking this storage
+//! for them does not compile (typed) or fails when it is built (by name).
 //!
 //! ```no_run
 //! use limiter_core::{FixedWindow, RateLimiter};
@@ -29,7 +30,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use limiter_core::storage::{Action, Batch, Key, LimitState, Mode, Outcome, Storage, Supports};
-use limiter_core::{FixedWindow, RateLimit, StorageError, StorageErrorKind};
+use limiter_core::strategy::gcra_state;
+use limiter_core::{FixedWindow, Gcra, RateLimit, StorageError, StorageErrorKind, Timestamp};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 const NAME: &str = "redis";
@@ -44,6 +46,7 @@ pub struct RedisStorage {
     connection: ConnectionManager,
     prefix: String,
     fixed_window: redis::Script,
+    gcra: redis::Script,
     clear_keys: redis::Script,
     address: String,
 }
@@ -121,15 +124,22 @@ impl RedisStorage {
             connection,
             prefix: options.key_prefix,
             fixed_window: redis::Script::new(include_str!("lua/fixed_window.lua")),
+            gcra: redis::Script::new(include_str!("lua/gcra.lua")),
             clear_keys: redis::Script::new(include_str!("lua/clear_keys.lua")),
             address,
         })
     }
 
     fn key(&self, limit: &RateLimit, key: &Key<'_>) -> String {
-        let mut out = String::with_capacity(self.prefix.len() + 48);
+        self.key_in("", limit, key)
+    }
+
+    /// `<prefix>:<part><key_for>`.
+    fn key_in(&self, part: &str, limit: &RateLimit, key: &Key<'_>) -> String {
+        let mut out = String::with_capacity(self.prefix.len() + part.len() + 48);
         out.push_str(&self.prefix);
         out.push(':');
+        out.push_str(part);
         limit.write_key(key.namespace(), key.identifiers(), &mut out);
         out
     }
@@ -172,13 +182,7 @@ impl Supports<FixedWindow> for RedisStorage {
     ) -> impl Future<Output = Result<Outcome, StorageError>> + Send + 'a {
         let mut connection = self.connection.clone();
         let mut invocation = self.fixed_window.prepare_invoke();
-        let mode = match batch.mode {
-            Mode::Sequential { stop_at_first_breach: true } => 0,
-            Mode::Sequential { stop_at_first_breach: false } => 1,
-            Mode::AllOrNothing => 2,
-            _ => 3,
-        };
-        invocation.arg(mode);
+        invocation.arg(mode_code(batch.mode));
         for item in batch.items {
             invocation.key(self.key(&item.limit, &item.key));
             invocation
@@ -231,4 +235,70 @@ impl Supports<FixedWindow> for RedisStorage {
     }
 }
 
-limiter_core::dyn_storage!(RedisStorage: FixedWindow);
+/// The scripts' code for a batch mode.
+fn mode_code(mode: Mode) -> u8 {
+    match mode {
+        Mode::Sequential { stop_at_first_breach: true } => 0,
+        Mode::Sequential { stop_at_first_breach: false } => 1,
+        Mode::AllOrNothing => 2,
+        _ => 3,
+    }
+}
+
+const GCRA_KEY: &str = "gcra:";
+
+impl Supports<Gcra> for RedisStorage {
+    fn decide<'a>(
+        &'a self,
+        _: Gcra,
+        batch: &'a Batch<'a>,
+    ) -> impl Future<Output = Result<Outcome, StorageError>> + Send + 'a {
+        let mut connection = self.connection.clone();
+        let mut invocation = self.gcra.prepare_invoke();
+        let now = batch.now;
+        invocation.arg(mode_code(batch.mode)).arg(now.as_nanos() / 1_000);
+        for item in batch.items {
+            invocation.key(self.key_in(GCRA_KEY, &item.limit, &item.key));
+            invocation
+                .arg(item.limit.amount())
+                .arg(item.limit.window_nanos() / 1_000)
+                .arg(item.cost)
+                .arg(u8::from(item.action == Action::Peek));
+        }
+        async move {
+            let reply: Vec<redis::Value> = invocation.invoke_async(&mut connection).await.map_err(|e| error(&e))?;
+            let short = || StorageError::new(StorageErrorKind::Protocol, NAME, "short reply from the GCRA script");
+            if reply.len() != batch.items.len() * 3 {
+                return Err(short());
+            }
+            let mut outcome = Outcome::with_capacity(batch.items.len());
+            for (item, fields) in batch.items.iter().zip(reply.chunks(3)) {
+                let [evaluated, allowed, tat] = fields else { return Err(short()) };
+                let number = |v: &redis::Value| {
+                    redis::from_redis_value::<u64>(v.clone())
+                        .map_err(|e| StorageError::new(StorageErrorKind::Protocol, NAME, e.to_string()))
+                };
+                if number(evaluated)? == 0 {
+                    outcome.push(None);
+                    continue;
+                }
+                let tat = Timestamp::from_nanos(number(tat)?.saturating_mul(1_000));
+                outcome.push(Some(gcra_state(&item.limit, tat, now, number(allowed)? == 1, item.cost)));
+            }
+            Ok(outcome)
+        }
+    }
+
+    fn clear<'a>(
+        &'a self,
+        _: Gcra,
+        limit: &'a RateLimit,
+        key: Key<'a>,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send + 'a {
+        let mut connection = self.connection.clone();
+        let key = self.key_in(GCRA_KEY, limit, &key);
+        async move { redis::cmd("DEL").arg(key).query_async::<i64>(&mut connection).await.map(drop).map_err(|e| error(&e)) }
+    }
+}
+
+limiter_core::dyn_storage!(RedisStorage: FixedWindow, Gcra);

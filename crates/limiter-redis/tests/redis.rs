@@ -21,6 +21,18 @@ mod fixed_window {
     );
 }
 
+mod gcra {
+    use super::*;
+    conformance_tests!(
+        env: {
+            let Some(server) = RedisServer::spawn_or_skip("redis gcra") else { return };
+            let storage = RedisStorage::connect(&server.url()).await.unwrap();
+            Env::real(storage).keep_alive(server)
+        },
+        strategy: limiter_core::Gcra,
+    );
+}
+
 /// The counter is where `limits` 5.8 keeps it, of the same type, with the TTL
 /// set by the first hit, so Python services share it.
 #[tokio::test]

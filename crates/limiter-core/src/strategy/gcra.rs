@@ -28,21 +28,29 @@ impl GcraState {
     }
 
     fn state(&self, limit: &RateLimit, allowed: bool, cost: u64, now: u64) -> LimitState {
-        let (amount, window) = (limit.amount(), limit.window_nanos());
-        // Tokens in use, rounded up: a partly refilled token is not available.
-        let used = mul_div_ceil(self.backlog(now), amount, window);
-        let remaining = amount.saturating_sub(used);
-        let reset_at = Timestamp::from_nanos(self.tat.max(now));
-        if allowed {
-            return LimitState::allowed(remaining, reset_at);
-        }
-        // Passes once backlog <= (amount - cost) * T; never if cost > amount.
-        let retry = amount.checked_sub(cost).filter(|_| amount > 0).map(|left| {
-            let slack = mul_div_floor(left, window, amount);
-            Timestamp::from_nanos(self.tat.saturating_sub(slack).max(now))
-        });
-        LimitState::limited(remaining, reset_at, retry)
+        state_from_tat(limit, Timestamp::from_nanos(self.tat), Timestamp::from_nanos(now), allowed, cost)
     }
+}
+
+/// The state GCRA reports for a key whose theoretical arrival time is
+/// `tat`: what remains, when the bucket is full again, and, for a refusal,
+/// when `cost` fits. For storages that keep the TAT themselves (Redis).
+pub fn state_from_tat(limit: &RateLimit, tat: Timestamp, now: Timestamp, allowed: bool, cost: u64) -> LimitState {
+    let (amount, window) = (limit.amount(), limit.window_nanos());
+    let (tat, now) = (tat.as_nanos(), now.as_nanos());
+    // Tokens in use, rounded up: a partly refilled token is not available.
+    let used = mul_div_ceil(tat.saturating_sub(now), amount, window);
+    let remaining = amount.saturating_sub(used);
+    let reset_at = Timestamp::from_nanos(tat.max(now));
+    if allowed {
+        return LimitState::allowed(remaining, reset_at);
+    }
+    // Passes once backlog <= (amount - cost) * T; never if cost > amount.
+    let retry = amount.checked_sub(cost).filter(|_| amount > 0).map(|left| {
+        let slack = mul_div_floor(left, window, amount);
+        Timestamp::from_nanos(tat.saturating_sub(slack).max(now))
+    });
+    LimitState::limited(remaining, reset_at, retry)
 }
 
 impl Expiring for GcraState {

@@ -14,6 +14,8 @@ use crate::storage::LimitState;
 
 pub(crate) mod fixed_window;
 pub(crate) mod gcra;
+
+pub use gcra::state_from_tat as gcra_state;
 pub(crate) mod moving_window;
 pub(crate) mod sliding_window;
 
