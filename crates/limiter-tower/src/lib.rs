@@ -45,7 +45,7 @@ use std::time::Duration;
 
 pub use limiter_core::engine::ExtensionKey;
 pub use request::{HttpRequest, MatchedRoute, RouteSource};
-pub use service::{CurrentLimits, LimitedBody, LimiterLayer, LimiterService, rejection_response};
+pub use service::{CurrentLimits, LimitedBody, LimiterLayer, LimiterService, ResponseFuture, rejection_response};
 
 /// The limiter for tower services.
 pub type Limiter = limiter_core::engine::Limiter<HttpRequest>;

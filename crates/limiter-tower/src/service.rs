@@ -10,6 +10,8 @@ use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use limiter_core::engine::{Decision, Rejection, RequestLimit, ResponseInfo, later_retry_after};
+use pin_project_lite::pin_project;
+use smallvec::SmallVec;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -44,11 +46,34 @@ pub struct LimiterLayer {
 
 /// The configured header names, parsed once: a response's headers are then
 /// found by pointer, without parsing or allocating a name per request.
+/// The names are interned as `'static` (a handful per process), so that
+/// cloning one touches no reference count shared between threads.
 #[derive(Clone, Debug)]
 struct HeaderNames {
     known: Arc<[(Arc<str>, HeaderName)]>,
     retry_after: Option<HeaderName>,
 }
+
+/// A header name as a `'static` one: parsed, lower-cased, and kept for the
+/// life of the process, once per distinct name.
+fn static_name(name: &str) -> Option<HeaderName> {
+    static INTERNED: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let parsed = HeaderName::try_from(name).ok()?;
+    let mut interned = INTERNED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let text: &'static str = match interned.iter().find(|s| **s == parsed.as_str()) {
+        Some(s) => s,
+        None => {
+            let leaked: &'static str = Box::leak(parsed.as_str().to_owned().into_boxed_str());
+            interned.push(leaked);
+            leaked
+        }
+    };
+    Some(HeaderName::from_static(text))
+}
+
+/// Rate-limit headers ready to insert: name, value, whether it is the
+/// `Retry-After` (which yields to a later one the handler set).
+type Prepared = SmallVec<[(HeaderName, HeaderValue, bool); 4]>;
 
 impl HeaderNames {
     fn new(limiter: &Limiter) -> Self {
@@ -57,9 +82,9 @@ impl HeaderNames {
             known: settings
                 .names()
                 .into_iter()
-                .filter_map(|name| HeaderName::try_from(&**name).ok().map(|parsed| (Arc::clone(name), parsed)))
+                .filter_map(|name| static_name(name).map(|parsed| (Arc::clone(name), parsed)))
                 .collect(),
-            retry_after: HeaderName::try_from(&*settings.retry_after).ok(),
+            retry_after: static_name(&settings.retry_after),
         }
     }
 
@@ -70,20 +95,36 @@ impl HeaderNames {
         }
     }
 
+    /// Parses the limiter's headers (those that do not parse are dropped).
+    fn prepare(&self, headers: Vec<(Arc<str>, String)>) -> Prepared {
+        headers
+            .into_iter()
+            .filter_map(|(name, value)| {
+                let name = self.get(&name)?;
+                let value = HeaderValue::try_from(value).ok()?;
+                let retry = Some(&name) == self.retry_after.as_ref();
+                Some((name, value, retry))
+            })
+            .collect()
+    }
+
     fn add(&self, map: &mut http::HeaderMap, headers: Vec<(Arc<str>, String)>) {
-        for (name, value) in headers {
-            let Some(name) = self.get(&name) else { continue };
-            // A Retry-After the handler set stays if it names a later time.
-            if Some(&name) == self.retry_after.as_ref()
-                && let Some(existing) = map.get(&name).and_then(|v| v.to_str().ok())
-                && later_retry_after(existing, &value, std::time::SystemTime::now()) == existing
-            {
-                continue;
-            }
-            if let Ok(value) = HeaderValue::try_from(value) {
-                map.insert(name, value);
-            }
+        insert(map, self.prepare(headers));
+    }
+}
+
+/// Inserts prepared headers; a `Retry-After` the handler set stays if it
+/// names a later time.
+fn insert(map: &mut http::HeaderMap, headers: Prepared) {
+    for (name, value, retry) in headers {
+        if retry
+            && let Some(existing) = map.get(&name).and_then(|v| v.to_str().ok())
+            && let Ok(ours) = value.to_str()
+            && later_retry_after(existing, ours, std::time::SystemTime::now()) == existing
+        {
+            continue;
         }
+        map.insert(name, value);
     }
 }
 
@@ -106,7 +147,13 @@ impl<S> Layer<S> for LimiterLayer {
     type Service = LimiterService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        LimiterService { inner, limiter: self.limiter.clone(), source: self.source, names: self.names.clone() }
+        LimiterService {
+            inner,
+            immediate: self.limiter.storage().immediate(),
+            limiter: self.limiter.clone(),
+            source: self.source,
+            names: self.names.clone(),
+        }
     }
 }
 
@@ -115,12 +162,78 @@ impl<S> Layer<S> for LimiterLayer {
 pub struct LimiterService<S> {
     inner: S,
     limiter: Limiter,
+    /// The storage answers at once (the memory storage): requests are
+    /// decided right in `call`, with nothing boxed.
+    immediate: bool,
     source: RouteSource,
     names: HeaderNames,
 }
 
 /// The response body: the service's own, or the limiter's rejection.
 pub type LimitedBody<B> = Either<B, Full<Bytes>>;
+
+type BoxedResponse<B, E> = Pin<Box<dyn Future<Output = Result<Response<LimitedBody<B>>, E>> + Send>>;
+
+pin_project! {
+    /// The future of [`LimiterService`]: the wrapped service's response
+    /// with the rate-limit headers added, or the limiter's rejection.
+    pub struct ResponseFuture<F, B, E> {
+        #[pin]
+        state: State<F, B, E>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, B, E> {
+        // Decided at once and allowed: the handler runs, then the headers.
+        Call { #[pin] call: F, headers: Prepared },
+        // Refused at once.
+        Refused { response: Option<Response<Full<Bytes>>> },
+        // A storage that waits, or limits deducted after the response.
+        Boxed { future: BoxedResponse<B, E> },
+    }
+}
+
+impl<F, B, E> std::fmt::Debug for ResponseFuture<F, B, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, B, E>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<LimitedBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Call { call, headers } => match call.poll(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Ready(Ok(mut response)) => {
+                    insert(response.headers_mut(), std::mem::take(headers));
+                    Poll::Ready(Ok(response.map(Either::Left)))
+                }
+            },
+            StateProj::Refused { response } => match response.take() {
+                Some(response) => Poll::Ready(Ok(response.map(Either::Right))),
+                None => Poll::Pending,
+            },
+            StateProj::Boxed { future } => future.as_mut().poll(cx),
+        }
+    }
+}
+
+/// Polls `future` once: its output if it is ready at once.
+fn poll_once<F: Future>(future: F) -> Option<F::Output> {
+    let future = std::pin::pin!(future);
+    match future.poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(output) => Some(output),
+        Poll::Pending => None,
+    }
+}
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for LimiterService<S>
 where
@@ -131,7 +244,7 @@ where
 {
     type Response = Response<LimitedBody<ResBody>>;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -139,34 +252,33 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let (parts, body) = request.into_parts();
+        let head = HttpRequest::new(parts, self.source);
+        // An immediate storage (the memory storage) decides within the first
+        // poll: the check runs here, on the stack, and an allowed request
+        // goes on to the ready inner service with nothing boxed and no clone
+        // of the limiter or of the inner service.
+        if self.immediate
+            && let Some(decision) = poll_once(self.limiter.check(&head))
+        {
+            return self.decided(decision, head, body);
+        }
+        // A storage that waits (or, against its promise, an immediate one
+        // that did not answer at once: the check is then made again here).
         let limiter = self.limiter.clone();
-        let source = self.source;
         let mut check = Box::pin(async move {
-            let head = HttpRequest::new(parts, source);
             let decision = limiter.check(&head).await;
             (decision, head, limiter)
         });
-        // The memory storage decides without waiting: then the ready inner
-        // service is called right here, with no clone of it and no extra
-        // task state. A remote storage's answer is awaited instead.
-        if let Poll::Ready((decision, head, limiter)) = check.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-            return match admit(decision, head, &self.names) {
-                Admitted::Refused(response, decision) => Box::pin(async move {
-                    limiter.after_response(&decision, ResponseInfo::new(response.status().as_u16())).await;
-                    Ok(response.map(Either::Right))
-                }),
-                Admitted::Proceed(parts, decision) => {
-                    let call = self.inner.call(Request::from_parts(parts, body));
-                    let names = self.names.clone();
-                    Box::pin(finish(call, decision, limiter, names))
-                }
-            };
+        // A remote storage may still answer at once (a cached answer): then
+        // the ready inner service is called right here, with no clone of it.
+        if let Poll::Ready((decision, head, _)) = check.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            return self.decided(decision, head, body);
         }
         // The ready service handles this request; a fresh clone waits for the next.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let names = self.names.clone();
-        Box::pin(async move {
+        let future = Box::pin(async move {
             let (decision, head, limiter) = check.await;
             match admit(decision, head, &names) {
                 Admitted::Refused(response, decision) => {
@@ -177,7 +289,50 @@ where
                     finish(inner.call(Request::from_parts(parts, body)), decision, limiter, names).await
                 }
             }
-        })
+        });
+        ResponseFuture { state: State::Boxed { future } }
+    }
+}
+
+impl<S> LimiterService<S> {
+    /// Answers a decided request: the rejection, or the ready inner
+    /// service's response with the headers. Only limits deducted after the
+    /// response (`deduct_when`) need a boxed future.
+    fn decided<ReqBody, ResBody>(
+        &mut self,
+        decision: Decision,
+        head: HttpRequest,
+        body: ReqBody,
+    ) -> ResponseFuture<S::Future, ResBody, S::Error>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
+        S::Future: Send + 'static,
+        ReqBody: 'static,
+        ResBody: Send + 'static,
+    {
+        let deferred = decision.has_deferred();
+        let state = match admit(decision, head, &self.names) {
+            Admitted::Refused(response, _) if !deferred => State::Refused { response: Some(response) },
+            Admitted::Refused(response, decision) => {
+                let limiter = self.limiter.clone();
+                State::Boxed {
+                    future: Box::pin(async move {
+                        limiter.after_response(&decision, ResponseInfo::new(response.status().as_u16())).await;
+                        Ok(response.map(Either::Right))
+                    }),
+                }
+            }
+            Admitted::Proceed(parts, mut decision) if !deferred => {
+                let headers = self.names.prepare(decision.take_headers());
+                drop(decision);
+                State::Call { call: self.inner.call(Request::from_parts(parts, body)), headers }
+            }
+            Admitted::Proceed(parts, decision) => {
+                let call = self.inner.call(Request::from_parts(parts, body));
+                State::Boxed { future: Box::pin(finish(call, decision, self.limiter.clone(), self.names.clone())) }
+            }
+        };
+        ResponseFuture { state }
     }
 }
 

@@ -158,6 +158,13 @@ impl Decision {
         std::mem::take(&mut self.headers)
     }
 
+    /// Whether some limit waits for the response to be deducted
+    /// (`deduct_when`): only then has [`Limiter::after_response`](super::Limiter::after_response)
+    /// anything to do.
+    pub fn has_deferred(&self) -> bool {
+        !self.deferred.is_empty()
+    }
+
     /// Every limit evaluated, shortest window first (`current_limits`).
     pub fn limits(&self) -> &[RequestLimit] {
         &self.limits

@@ -192,14 +192,82 @@ pub trait DynStorage: Send + Sync + 'static {
     fn check_dyn(&self) -> BoxFuture<'_, Result<(), StorageError>>;
     /// See [`Storage::reset`].
     fn reset_dyn(&self) -> BoxFuture<'_, Result<(), StorageError>>;
+    /// Whether every future this storage returns is ready at its first
+    /// poll (the memory storage): callers may then decide a request without
+    /// boxing or storing any future. Default: `false`.
+    fn immediate(&self) -> bool {
+        false
+    }
+    /// Decides `batch` at once, without boxing a future, if this storage
+    /// can; `None` (the default) means "call
+    /// [`decide_dyn`](Self::decide_dyn)", and nothing has been done yet.
+    fn decide_now<'a>(&'a self, strategy: StrategyKind, batch: &'a Batch<'a>) -> Option<Result<Outcome, StorageError>> {
+        let _ = (strategy, batch);
+        None
+    }
+}
+
+/// Polls `future` once, with a waker that does nothing: its output if it
+/// was ready. For storages declared `immediate` in
+/// [`dyn_storage!`](crate::dyn_storage), whose futures always are.
+#[doc(hidden)]
+pub fn poll_once<F: Future>(future: F) -> Option<F::Output> {
+    let future = std::pin::pin!(future);
+    match future.poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+        std::task::Poll::Ready(output) => Some(output),
+        std::task::Poll::Pending => None,
+    }
+}
+
+/// What an immediate storage answers if, against its promise, it did not
+/// answer at once: a storage failure, for the failure policy to handle.
+#[doc(hidden)]
+pub fn not_immediate(storage: &'static str) -> StorageError {
+    StorageError::new(StorageErrorKind::Other, storage, "declared immediate but did not answer at once".to_owned())
 }
 
 /// Implements [`DynStorage`] for a storage type, given the strategies it
 /// supports: `dyn_storage!(MyStorage: FixedWindow, SlidingWindowCounter);`
+///
+/// A storage whose futures are all ready at their first poll (it never
+/// waits on I/O) may say so with `; immediate` at the end:
+/// `dyn_storage!(MyStorage: FixedWindow; immediate);`. Its decisions are
+/// then taken without boxing a future (see [`DynStorage::immediate`]).
 #[macro_export]
 macro_rules! dyn_storage {
     ($ty:ty : $($strategy:ident),+ $(,)?) => {
+        $crate::dyn_storage!(@impl $ty; $($strategy),+; {});
+    };
+    ($ty:ty : $($strategy:ident),+ ; immediate) => {
+        $crate::dyn_storage!(@impl $ty; $($strategy),+; {
+            fn immediate(&self) -> bool {
+                true
+            }
+            fn decide_now<'a>(
+                &'a self,
+                strategy: $crate::StrategyKind,
+                batch: &'a $crate::storage::Batch<'a>,
+            ) -> ::std::option::Option<Result<$crate::storage::Outcome, $crate::StorageError>> {
+                let answer = match strategy {
+                    $($crate::StrategyKind::$strategy => $crate::storage::poll_once(
+                        <$ty as $crate::storage::Supports<$crate::$strategy>>::decide(
+                            self, $crate::$strategy, batch,
+                        ),
+                    ),)+
+                    #[allow(unreachable_patterns)]
+                    other => ::std::option::Option::Some(Err(
+                        $crate::storage::unsupported($crate::storage::Storage::name(self), other),
+                    )),
+                };
+                ::std::option::Option::Some(answer.unwrap_or_else(|| {
+                    Err($crate::storage::not_immediate($crate::storage::Storage::name(self)))
+                }))
+            }
+        });
+    };
+    (@impl $ty:ty; $($strategy:ident),+; { $($extra:tt)* }) => {
         impl $crate::storage::DynStorage for $ty {
+            $($extra)*
             fn name(&self) -> &'static str {
                 $crate::storage::Storage::name(self)
             }
@@ -282,6 +350,12 @@ impl AnyStorage {
         self.0.strategies()
     }
 
+    /// Whether the storage answers every call at once (the memory storage;
+    /// see [`DynStorage::immediate`]).
+    pub fn immediate(&self) -> bool {
+        self.0.immediate()
+    }
+
     /// Checks that the storage can run `strategy`.
     ///
     /// # Errors
@@ -322,7 +396,10 @@ impl Supports<StrategyKind> for AnyStorage {
         strategy: StrategyKind,
         batch: &'a Batch<'a>,
     ) -> impl Future<Output = Result<Outcome, StorageError>> + Send + 'a {
-        self.0.decide_dyn(strategy, batch)
+        match self.0.decide_now(strategy, batch) {
+            Some(answer) => MaybeBoxed::Ready(Some(answer)),
+            None => MaybeBoxed::Boxed(self.0.decide_dyn(strategy, batch)),
+        }
     }
 
     fn clear<'a>(
@@ -365,5 +442,29 @@ impl<S: Strategy, T: Supports<S>> Supports<S> for Arc<T> {
         key: Key<'a>,
     ) -> impl Future<Output = Result<(), StorageError>> + Send + 'a {
         (**self).clear(strategy, limit, key)
+    }
+}
+
+/// An answer already there, or a boxed future: what [`AnyStorage`] returns,
+/// so that an immediate storage's answer needs no allocation.
+enum MaybeBoxed<'a, T> {
+    Ready(Option<T>),
+    Boxed(BoxFuture<'a, T>),
+}
+
+// The answer is moved out, never pinned.
+impl<T> Unpin for MaybeBoxed<'_, T> {}
+
+impl<T> Future for MaybeBoxed<'_, T> {
+    type Output = T;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<T> {
+        match self.get_mut() {
+            MaybeBoxed::Ready(answer) => match answer.take() {
+                Some(answer) => std::task::Poll::Ready(answer),
+                None => std::task::Poll::Pending,
+            },
+            MaybeBoxed::Boxed(future) => future.as_mut().poll(cx),
+        }
     }
 }

@@ -442,4 +442,4 @@ impl<S: MemoryStrategy> Supports<S> for MemoryStorage {
     }
 }
 
-crate::dyn_storage!(MemoryStorage: FixedWindow, MovingWindow, SlidingWindowCounter, Gcra);
+crate::dyn_storage!(MemoryStorage: FixedWindow, MovingWindow, SlidingWindowCounter, Gcra; immediate);
