@@ -6,11 +6,12 @@
 //! so a Flask-Limiter service and a Rust service on the same Redis enforce
 //! one limit together.
 //!
-//! Strategies so far: the fixed window (the `limits` layout) and GCRA (a
+//! Strategies so far: the fixed window and the moving window (both on the
+//! `limits` layout: a STRING counter, a LIST of hit times) and GCRA (a
 //! `gcra:` key of its own holding the theoretical arrival time in
-//! microseconds). The moving window and the sliding window counter are the
-//! next steps of the distributed-storage work; a limiter asking this storage
-//! for them does not compile (typed) or fails when it is built (by name).
+//! microseconds). The sliding window counter is the next step of the
+//! distributed-storage work; a limiter asking this storage for it does not
+//! compile (typed) or fails when it is built (by name).
 //!
 //! ```no_run
 //! use limiter_core::{FixedWindow, RateLimiter};
@@ -31,7 +32,7 @@ use std::time::Duration;
 
 use limiter_core::storage::{Action, Batch, Key, LimitState, Mode, Outcome, Storage, Supports};
 use limiter_core::strategy::gcra_state;
-use limiter_core::{FixedWindow, Gcra, RateLimit, StorageError, StorageErrorKind, Timestamp};
+use limiter_core::{FixedWindow, Gcra, MovingWindow, RateLimit, StorageError, StorageErrorKind, Timestamp};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 const NAME: &str = "redis";
@@ -47,6 +48,7 @@ pub struct RedisStorage {
     prefix: String,
     fixed_window: redis::Script,
     gcra: redis::Script,
+    moving_window: redis::Script,
     clear_keys: redis::Script,
     address: String,
 }
@@ -125,6 +127,7 @@ impl RedisStorage {
             prefix: options.key_prefix,
             fixed_window: redis::Script::new(include_str!("lua/fixed_window.lua")),
             gcra: redis::Script::new(include_str!("lua/gcra.lua")),
+            moving_window: redis::Script::new(include_str!("lua/moving_window.lua")),
             clear_keys: redis::Script::new(include_str!("lua/clear_keys.lua")),
             address,
         })
@@ -274,10 +277,6 @@ impl Supports<Gcra> for RedisStorage {
             let mut outcome = Outcome::with_capacity(batch.items.len());
             for (item, fields) in batch.items.iter().zip(reply.chunks(3)) {
                 let [evaluated, allowed, tat] = fields else { return Err(short()) };
-                let number = |v: &redis::Value| {
-                    redis::from_redis_value::<u64>(v.clone())
-                        .map_err(|e| StorageError::new(StorageErrorKind::Protocol, NAME, e.to_string()))
-                };
                 if number(evaluated)? == 0 {
                     outcome.push(None);
                     continue;
@@ -301,4 +300,92 @@ impl Supports<Gcra> for RedisStorage {
     }
 }
 
-limiter_core::dyn_storage!(RedisStorage: FixedWindow, Gcra);
+/// A reply field as a number.
+fn number(value: &redis::Value) -> Result<u64, StorageError> {
+    redis::from_redis_value::<u64>(value.clone())
+        .map_err(|e| StorageError::new(StorageErrorKind::Protocol, NAME, e.to_string()))
+}
+
+/// A reply field holding float seconds (`''`: none), as a timestamp.
+fn seconds(value: &redis::Value) -> Result<Option<Timestamp>, StorageError> {
+    let text = redis::from_redis_value::<String>(value.clone())
+        .map_err(|e| StorageError::new(StorageErrorKind::Protocol, NAME, e.to_string()))?;
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| StorageError::new(StorageErrorKind::Protocol, NAME, format!("not a time: {text:?}")))?;
+    Ok(Some(Timestamp::from_system_time(std::time::UNIX_EPOCH + Duration::from_secs_f64(secs.max(0.0)))))
+}
+
+/// `now` as `limits` writes hit times: seconds with a fraction.
+fn float_seconds(now: Timestamp) -> String {
+    let nanos = now.as_nanos();
+    format!("{}.{:06}", nanos / 1_000_000_000, (nanos % 1_000_000_000) / 1_000)
+}
+
+impl Supports<MovingWindow> for RedisStorage {
+    fn decide<'a>(
+        &'a self,
+        _: MovingWindow,
+        batch: &'a Batch<'a>,
+    ) -> impl Future<Output = Result<Outcome, StorageError>> + Send + 'a {
+        let mut connection = self.connection.clone();
+        let mut invocation = self.moving_window.prepare_invoke();
+        let now = batch.now;
+        invocation.arg(mode_code(batch.mode)).arg(float_seconds(now));
+        for item in batch.items {
+            invocation.key(self.key(&item.limit, &item.key));
+            invocation
+                .arg(item.limit.amount())
+                .arg(item.limit.window_secs())
+                .arg(item.cost)
+                .arg(u8::from(item.action == Action::Peek));
+        }
+        async move {
+            let reply: Vec<redis::Value> = invocation.invoke_async(&mut connection).await.map_err(|e| error(&e))?;
+            let short =
+                || StorageError::new(StorageErrorKind::Protocol, NAME, "short reply from the moving-window script");
+            if reply.len() != batch.items.len() * 5 {
+                return Err(short());
+            }
+            let mut outcome = Outcome::with_capacity(batch.items.len());
+            for (item, fields) in batch.items.iter().zip(reply.chunks(5)) {
+                let [evaluated, allowed, count, oldest, blocking] = fields else { return Err(short()) };
+                if number(evaluated)? == 0 {
+                    outcome.push(None);
+                    continue;
+                }
+                let window = item.limit.window();
+                let amount = item.limit.amount();
+                let remaining = amount.saturating_sub(number(count)?);
+                // `limits`: the oldest hit in the window plus the window; now plus the window if none.
+                let reset_at = seconds(oldest)?.unwrap_or(now).saturating_add(window);
+                outcome.push(Some(if number(allowed)? == 1 {
+                    LimitState::allowed(remaining, reset_at)
+                } else {
+                    // The blocking hit leaves the window just after `hit + window`.
+                    let retry = (item.cost <= amount).then(|| {
+                        seconds(blocking).ok().flatten().map_or(now, |hit| {
+                            hit.saturating_add(window).saturating_add(Duration::from_micros(1)).max(now)
+                        })
+                    });
+                    LimitState::limited(remaining, reset_at, retry)
+                }));
+            }
+            Ok(outcome)
+        }
+    }
+
+    fn clear<'a>(
+        &'a self,
+        _: MovingWindow,
+        limit: &'a RateLimit,
+        key: Key<'a>,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send + 'a {
+        Supports::<FixedWindow>::clear(self, FixedWindow, limit, key)
+    }
+}
+
+limiter_core::dyn_storage!(RedisStorage: FixedWindow, MovingWindow, Gcra);

@@ -2,7 +2,7 @@
 //! clock (Redis keeps the TTLs); and the keys `limits` writes.
 
 // Integration tests: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 use limiter_core::FixedWindow;
 use limiter_redis::RedisStorage;
@@ -18,6 +18,18 @@ mod fixed_window {
             Env::real(storage).keep_alive(server)
         },
         strategy: FixedWindow,
+    );
+}
+
+mod moving_window {
+    use super::*;
+    conformance_tests!(
+        env: {
+            let Some(server) = RedisServer::spawn_or_skip("redis moving window") else { return };
+            let storage = RedisStorage::connect(&server.url()).await.unwrap();
+            Env::real(storage).keep_alive(server)
+        },
+        strategy: limiter_core::MovingWindow,
     );
 }
 
@@ -53,4 +65,27 @@ async fn keys_values_and_ttls_are_those_of_limits() {
     assert_eq!(kind, "string");
     assert_eq!(value, "4", "refused hits are counted, as in limits");
     assert!((1..=60).contains(&ttl), "ttl {ttl}");
+}
+
+/// The moving window's log is `limits`' LIST of float seconds, newest first,
+/// trimmed to the amount.
+#[tokio::test]
+async fn moving_window_log_is_that_of_limits() {
+    let Some(server) = RedisServer::spawn_or_skip("redis moving keys") else { return };
+    let storage = RedisStorage::connect(&server.url()).await.unwrap();
+    let limiter = limiter_core::RateLimiter::new(limiter_core::MovingWindow, storage);
+    let limit = "3/minute".parse().unwrap();
+    for _ in 0..5 {
+        let _ = limiter.hit(&limit, &["127.0.0.1", "limited"], 1).await.unwrap();
+    }
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let key = "LIMITS:LIMITER/127.0.0.1/limited/3/1/minute";
+    let kind: String = redis::cmd("TYPE").arg(key).query_async(&mut connection).await.unwrap();
+    let entries: Vec<String> = redis::cmd("LRANGE").arg(key).arg(0).arg(-1).query_async(&mut connection).await.unwrap();
+    assert_eq!(kind, "list");
+    assert_eq!(entries.len(), 3, "refused hits are not logged");
+    let times: Vec<f64> = entries.iter().map(|e| e.parse().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first: {entries:?}");
+    assert!(times[0] > 1.7e9, "seconds since the epoch: {entries:?}");
 }
