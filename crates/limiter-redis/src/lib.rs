@@ -6,12 +6,11 @@
 //! so a Flask-Limiter service and a Rust service on the same Redis enforce
 //! one limit together.
 //!
-//! Strategies so far: the fixed window and the moving window (both on the
-//! `limits` layout: a STRING counter, a LIST of hit times) and GCRA (a
-//! `gcra:` key of its own holding the theoretical arrival time in
-//! microseconds). The sliding window counter is the next step of the
-//! distributed-storage work; a limiter asking this storage for it does not
-//! compile (typed) or fails when it is built (by name).
+//! All four strategies: the fixed window, the moving window and the sliding
+//! window counter on the `limits` layout (a STRING counter; a LIST of hit
+//! times; `{key}` and `{key}/-1` counters shifted by RENAME, windows starting
+//! at the first hit), and GCRA on a `gcra:` key of its own holding the
+//! theoretical arrival time in microseconds.
 //!
 //! ```no_run
 //! use limiter_core::{FixedWindow, RateLimiter};
@@ -31,8 +30,10 @@ use std::future::Future;
 use std::time::Duration;
 
 use limiter_core::storage::{Action, Batch, Key, LimitState, Mode, Outcome, Storage, Supports};
-use limiter_core::strategy::gcra_state;
-use limiter_core::{FixedWindow, Gcra, MovingWindow, RateLimit, StorageError, StorageErrorKind, Timestamp};
+use limiter_core::strategy::{gcra_state, sliding_window_state};
+use limiter_core::{
+    FixedWindow, Gcra, MovingWindow, RateLimit, SlidingWindowCounter, StorageError, StorageErrorKind, Timestamp,
+};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 const NAME: &str = "redis";
@@ -49,6 +50,7 @@ pub struct RedisStorage {
     fixed_window: redis::Script,
     gcra: redis::Script,
     moving_window: redis::Script,
+    sliding_window: redis::Script,
     clear_keys: redis::Script,
     address: String,
 }
@@ -128,6 +130,7 @@ impl RedisStorage {
             fixed_window: redis::Script::new(include_str!("lua/fixed_window.lua")),
             gcra: redis::Script::new(include_str!("lua/gcra.lua")),
             moving_window: redis::Script::new(include_str!("lua/moving_window.lua")),
+            sliding_window: redis::Script::new(include_str!("lua/sliding_window.lua")),
             clear_keys: redis::Script::new(include_str!("lua/clear_keys.lua")),
             address,
         })
@@ -388,4 +391,87 @@ impl Supports<MovingWindow> for RedisStorage {
     }
 }
 
-limiter_core::dyn_storage!(RedisStorage: FixedWindow, MovingWindow, Gcra);
+impl RedisStorage {
+    /// `limits`' two sliding-window keys: `<prefix>:{<key>}/-1` and
+    /// `<prefix>:{<key>}` (the braces keep both in one cluster slot).
+    fn sliding_keys(&self, limit: &RateLimit, key: &Key<'_>) -> (String, String) {
+        let mut current = String::with_capacity(self.prefix.len() + 52);
+        current.push_str(&self.prefix);
+        current.push_str(":{");
+        limit.write_key(key.namespace(), key.identifiers(), &mut current);
+        current.push('}');
+        (format!("{current}/-1"), current)
+    }
+}
+
+impl Supports<SlidingWindowCounter> for RedisStorage {
+    fn decide<'a>(
+        &'a self,
+        _: SlidingWindowCounter,
+        batch: &'a Batch<'a>,
+    ) -> impl Future<Output = Result<Outcome, StorageError>> + Send + 'a {
+        let mut connection = self.connection.clone();
+        let mut invocation = self.sliding_window.prepare_invoke();
+        let now = batch.now;
+        invocation.arg(mode_code(batch.mode));
+        for item in batch.items {
+            let (previous, current) = self.sliding_keys(&item.limit, &item.key);
+            invocation.key(previous).key(current);
+            invocation
+                .arg(item.limit.amount())
+                .arg(item.limit.window_secs())
+                .arg(item.cost)
+                .arg(u8::from(item.action == Action::Peek));
+        }
+        async move {
+            let reply: Vec<i64> = invocation.invoke_async(&mut connection).await.map_err(|e| error(&e))?;
+            if reply.len() != batch.items.len() * 6 {
+                return Err(StorageError::new(
+                    StorageErrorKind::Protocol,
+                    NAME,
+                    "short reply from the sliding-window script",
+                ));
+            }
+            let mut outcome = Outcome::with_capacity(batch.items.len());
+            for (item, fields) in batch.items.iter().zip(reply.chunks(6)) {
+                let &[evaluated, allowed, prev, prev_ttl, cur, cur_ttl] = fields else {
+                    return Err(StorageError::new(StorageErrorKind::Protocol, NAME, "short reply"));
+                };
+                if evaluated == 0 {
+                    outcome.push(None);
+                    continue;
+                }
+                let window_ms = i64::try_from(item.limit.window_secs().saturating_mul(1_000)).unwrap_or(i64::MAX);
+                // What is left of the current window: the previous count's
+                // TTL, or, before any shift, the current one's beyond a window.
+                let left_ms = if prev_ttl > 0 { prev_ttl } else { (cur_ttl - window_ms).max(0) };
+                let left = Duration::from_millis(u64::try_from(left_ms).unwrap_or(0));
+                let (prev, cur) = (u64::try_from(prev).unwrap_or(0), u64::try_from(cur).unwrap_or(0));
+                let prev = if prev_ttl > 0 { prev } else { 0 };
+                outcome.push(Some(sliding_window_state(&item.limit, prev, cur, left, now, allowed == 1, item.cost)));
+            }
+            Ok(outcome)
+        }
+    }
+
+    fn clear<'a>(
+        &'a self,
+        _: SlidingWindowCounter,
+        limit: &'a RateLimit,
+        key: Key<'a>,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send + 'a {
+        let mut connection = self.connection.clone();
+        let (previous, current) = self.sliding_keys(limit, &key);
+        async move {
+            redis::cmd("DEL")
+                .arg(previous)
+                .arg(current)
+                .query_async::<i64>(&mut connection)
+                .await
+                .map(drop)
+                .map_err(|e| error(&e))
+        }
+    }
+}
+
+limiter_core::dyn_storage!(RedisStorage: FixedWindow, MovingWindow, SlidingWindowCounter, Gcra);

@@ -33,6 +33,18 @@ mod moving_window {
     );
 }
 
+mod sliding_window_counter {
+    use super::*;
+    conformance_tests!(
+        env: {
+            let Some(server) = RedisServer::spawn_or_skip("redis sliding window") else { return };
+            let storage = RedisStorage::connect(&server.url()).await.unwrap();
+            Env::real(storage).keep_alive(server)
+        },
+        strategy: limiter_core::SlidingWindowCounter,
+    );
+}
+
 mod gcra {
     use super::*;
     conformance_tests!(

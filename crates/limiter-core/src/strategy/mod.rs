@@ -16,6 +16,7 @@ pub(crate) mod fixed_window;
 pub(crate) mod gcra;
 
 pub use gcra::state_from_tat as gcra_state;
+pub use sliding_window::state_from_counts as sliding_window_state;
 pub(crate) mod moving_window;
 pub(crate) mod sliding_window;
 

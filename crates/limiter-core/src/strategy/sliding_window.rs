@@ -105,6 +105,24 @@ impl SlidingWindowState {
     }
 }
 
+/// The state the sliding window counter reports from its two counts, for
+/// storages that keep them themselves (Redis anchors windows at the first
+/// hit rather than at the epoch): `prev` weighs for `left` more, the rest of
+/// the current window.
+pub fn state_from_counts(
+    limit: &RateLimit,
+    prev: u64,
+    cur: u64,
+    left: std::time::Duration,
+    now: Timestamp,
+    allowed: bool,
+    cost: u64,
+) -> LimitState {
+    let window = limit.window_nanos();
+    let left = u64::try_from(left.as_nanos()).unwrap_or(u64::MAX).min(window);
+    SlidingWindowState::state(&View { prev, cur, left, window }, limit, allowed, cost, now.as_nanos())
+}
+
 impl Expiring for SlidingWindowState {
     /// After this both windows are past and the state is empty.
     fn expires_at(&self) -> u64 {
