@@ -16,8 +16,9 @@
 //!
 //! Environment: `PORT` (default 8000; it listens on 127.0.0.1), and any of
 //! Flask-Limiter's `RATELIMIT_*` settings, e.g. `RATELIMIT_STRATEGY`
-//! (default `fixed-window`) and `RATELIMIT_STORAGE_URI` (default `memory://`;
-//! the remote storages arrive with their crates).
+//! (default `fixed-window`) and `RATELIMIT_STORAGE_URI` (default `memory://`,
+//! or `redis://host:port`: then it shares its counters with a Flask-Limiter
+//! app on the same Redis).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -30,7 +31,7 @@ use limiter::{Limit, Route, Settings};
 /// The seed's limits, then any `RATELIMIT_*` environment variable over them
 /// (`RATELIMIT_STRATEGY`, `RATELIMIT_STORAGE_URI`, ...), as Flask-Limiter
 /// reads its config.
-fn limiter() -> Result<Limiter, String> {
+async fn limiter() -> Result<Limiter, String> {
     let builder = Limiter::builder()
         .default_limits("200 per day")
         .default_limits("50 per hour")
@@ -39,7 +40,14 @@ fn limiter() -> Result<Limiter, String> {
         .route(Route::new("medium").path("/medium").limit(Limit::new("1/second").override_defaults(false)))
         .route(Route::new("fast").path("/fast"))
         .route(Route::new("ping").path("/ping").exempt());
-    let settings = Settings::from_env().map_err(|e| e.to_string())?;
+    let mut settings = Settings::from_env().map_err(|e| e.to_string())?;
+    // The storage named by RATELIMIT_STORAGE_URI (memory:// by default),
+    // connected here; the other settings apply over the seed's.
+    let builder = match settings.storage_uri.take() {
+        Some(uri) => builder.any_storage(limiter::storage_from_uri(&uri).await.map_err(|e| e.to_string())?),
+        None => builder,
+    };
+    settings.storage_options = None;
     settings
         .apply_with_timer(builder, limiter::tower::tokio_sleeper())
         .and_then(|b| b.build())
@@ -65,7 +73,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let limiter = match limiter() {
+    let limiter = match limiter().await {
         Ok(limiter) => limiter,
         Err(e) => {
             eprintln!("quickstart: {e}");
