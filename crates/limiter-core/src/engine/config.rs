@@ -1229,23 +1229,39 @@ struct Remote {
     name: &'static str,
     feature: &'static str,
     krate: &'static str,
+    /// Whether `limiter::storage_from_uri` can connect it already.
+    ready: bool,
 }
 
 const REMOTES: &[Remote] = &[
     Remote {
-        schemes: &["redis", "rediss", "redis+unix", "redis+cluster", "redis+sentinel"],
+        schemes: &["redis", "rediss", "redis+unix", "valkey", "valkeys", "valkey+unix"],
         name: "Redis",
         feature: "redis",
         krate: "limiter-redis",
+        ready: true,
     },
     Remote {
-        schemes: &["valkey", "valkeys", "valkey+unix", "valkey+cluster", "valkey+sentinel"],
-        name: "Valkey",
-        feature: "valkey",
+        schemes: &["redis+cluster", "redis+sentinel", "valkey+cluster", "valkey+sentinel"],
+        name: "Redis cluster and sentinel",
+        feature: "redis",
         krate: "limiter-redis",
+        ready: false,
     },
-    Remote { schemes: &["memcached"], name: "Memcached", feature: "memcached", krate: "limiter-memcached" },
-    Remote { schemes: &["mongodb", "mongodb+srv"], name: "MongoDB", feature: "mongodb", krate: "limiter-mongodb" },
+    Remote {
+        schemes: &["memcached"],
+        name: "Memcached",
+        feature: "memcached",
+        krate: "limiter-memcached",
+        ready: false,
+    },
+    Remote {
+        schemes: &["mongodb", "mongodb+srv"],
+        name: "MongoDB",
+        feature: "mongodb",
+        krate: "limiter-mongodb",
+        ready: false,
+    },
 ];
 
 const URI_OPTION: &str = "RATELIMIT_STORAGE_URI";
@@ -1266,11 +1282,20 @@ fn storage_for(uri: &str, options: Option<&BTreeMap<String, String>>) -> Result<
         return memory_storage(options);
     }
     if let Some(remote) = REMOTES.iter().find(|r| r.schemes.contains(&scheme)) {
-        return Err(bad(format!(
-            "the {} storage is not available in this build: it will come with the `{}` feature of the `limiter` \
-             crate (crate {}); meanwhile use memory:// or give a storage to LimiterBuilder::storage",
-            remote.name, remote.feature, remote.krate
-        )));
+        return Err(bad(if remote.ready {
+            format!(
+                "the {} storage is connected outside the settings, since connecting waits on the network: \
+                 take storage_uri out of the settings and give `limiter::storage_from_uri(uri).await?` (the \
+                 `{}` feature of `limiter`, crate {}) to LimiterBuilder::any_storage",
+                remote.name, remote.feature, remote.krate
+            )
+        } else {
+            format!(
+                "the {} storage is not available in this build: it will come with the `{}` feature of the \
+                 `limiter` crate (crate {}); meanwhile use memory:// or give a storage to LimiterBuilder::storage",
+                remote.name, remote.feature, remote.krate
+            )
+        }));
     }
     let known: Vec<String> = std::iter::once("memory")
         .chain(REMOTES.iter().flat_map(|r| r.schemes.iter().copied()))
@@ -1883,7 +1908,7 @@ mod tests {
     }
 
     #[test]
-    fn remote_storage_uris_are_not_available_yet_and_never_show_passwords() {
+    fn remote_storage_uris_name_their_crate_and_never_show_passwords() {
         let cases = [
             ("redis://:secret@cache:6379/0", "redis://:***@cache:6379/0", "`redis` feature", "limiter-redis"),
             ("rediss://app:secret@cache:6380", "rediss://app:***@cache:6380", "`redis` feature", "limiter-redis"),
@@ -1893,7 +1918,7 @@ mod tests {
                 "`redis` feature",
                 "limiter-redis",
             ),
-            ("valkey://secret@cache", "valkey://***@cache", "`valkey` feature", "limiter-redis"),
+            ("valkey://secret@cache", "valkey://***@cache", "`redis` feature", "limiter-redis"),
             ("memcached://cache:11211", "memcached://cache:11211", "`memcached` feature", "limiter-memcached"),
             (
                 "mongodb+srv://u:se/cr@et@db.example/?password=secret",
@@ -1911,7 +1936,10 @@ mod tests {
                 "{err:?}"
             );
             assert!(!message.contains("secret") && !message.contains("cr@et"), "{message}");
-            assert!(message.contains("not available in this build"), "{message}");
+            assert!(
+                message.contains("not available in this build") || message.contains("storage_from_uri"),
+                "{message}"
+            );
             assert!(message.contains(feature) && message.contains(krate), "{message}");
         }
         let message =
