@@ -120,9 +120,14 @@ impl RedisStorage {
                 format!("invalid Redis URL {address}: {}", e.kind_name()),
             )
         })?;
+        // Reconnect quickly and give up fast: while the server is away the
+        // failure policy answers, and a call must not wait on a long backoff.
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(options.connect_timeout))
-            .set_response_timeout(Some(options.response_timeout));
+            .set_response_timeout(Some(options.response_timeout))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(10))
+            .set_max_delay(Duration::from_millis(100));
         let connection = ConnectionManager::new_with_config(client, config).await.map_err(|e| error(&e))?;
         Ok(RedisStorage {
             connection,

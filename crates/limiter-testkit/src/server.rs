@@ -29,6 +29,9 @@ pub struct ServerProcess {
     addr: SocketAddr,
     dir: tempfile::TempDir,
     log: PathBuf,
+    command: Vec<String>,
+    ping: &'static [u8],
+    pong: &'static [u8],
 }
 
 impl ServerProcess {
@@ -51,6 +54,38 @@ impl ServerProcess {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Starts the server again, same port, same directory, after a
+    /// [`kill`](Self::kill), and waits until it answers.
+    ///
+    /// # Panics
+    ///
+    /// If it does not start; the message holds its log.
+    pub fn restart(&mut self) {
+        self.kill();
+        let Some((program, args)) = self.command.split_first() else { panic!("{}: no command to restart", self.name) };
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.log)
+            .unwrap_or_else(|e| panic!("{}: cannot reopen its log: {e}", self.name));
+        let err = log.try_clone().unwrap_or_else(|e| panic!("{}: cannot share its log: {e}", self.name));
+        self.child = Command::new(program)
+            .args(args)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{}: cannot restart: {e}", self.name));
+        let deadline = Instant::now() + READY_WITHIN;
+        while Instant::now() < deadline {
+            if answers(self.addr, self.ping, self.pong) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("{} did not restart; its log:\n{}", self.name, self.log());
     }
 }
 
@@ -128,16 +163,26 @@ fn spawn(kind: &Kind, test: &str) -> Option<ServerProcess> {
         let log = dir.path().join(format!("{}.log", kind.name));
         let log_file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{test}: cannot create {log:?}: {e}"));
         let err_file = log_file.try_clone().unwrap_or_else(|e| panic!("{test}: cannot share {log:?}: {e}"));
+        let args = (kind.args)(port, dir.path());
+        let command: Vec<String> = std::iter::once(binary.display().to_string()).chain(args.iter().cloned()).collect();
         let child = Command::new(&binary)
-            .args((kind.args)(port, dir.path()))
+            .args(&args)
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(log_file)
             .stderr(err_file)
             .spawn()
             .unwrap_or_else(|e| panic!("{test}: cannot start {}: {e}", binary.display()));
-        let mut server =
-            ServerProcess { name: kind.name, child, addr: SocketAddr::from(([127, 0, 0, 1], port)), dir, log };
+        let mut server = ServerProcess {
+            name: kind.name,
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            dir,
+            log,
+            command,
+            ping: kind.ping,
+            pong: kind.pong,
+        };
         let deadline = Instant::now() + READY_WITHIN;
         while Instant::now() < deadline {
             if answers(server.addr, kind.ping, kind.pong) {
