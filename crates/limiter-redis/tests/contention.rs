@@ -8,7 +8,7 @@
 //! which does nothing unless `LIMITER_CONTEND_URL` is set).
 
 // Integration tests: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::Command;
 use std::sync::Arc;
