@@ -241,6 +241,32 @@ impl RedisServer {
     }
 }
 
+/// A `valkey-server` (or `$LIMITER_TEST_VALKEY_BIN`) without persistence.
+#[derive(Debug)]
+pub struct ValkeyServer(pub ServerProcess);
+
+const VALKEY: Kind = Kind {
+    name: "valkey",
+    env_var: "LIMITER_TEST_VALKEY_BIN",
+    binary: "valkey-server",
+    args: REDIS.args,
+    ping: b"PING\r\n",
+    pong: b"+PONG",
+};
+
+impl ValkeyServer {
+    /// Starts one for `test`, or returns `None` (after saying why) if the
+    /// binary is missing and servers are not required.
+    pub fn spawn_or_skip(test: &str) -> Option<Self> {
+        spawn(&VALKEY, test).map(ValkeyServer)
+    }
+
+    /// `redis://127.0.0.1:<port>` (Valkey speaks the Redis protocol).
+    pub fn url(&self) -> String {
+        format!("redis://{}", self.0.addr())
+    }
+}
+
 /// A `memcached` (or `$LIMITER_TEST_MEMCACHED_BIN`) on TCP only.
 #[derive(Debug)]
 pub struct MemcachedServer(pub ServerProcess);
