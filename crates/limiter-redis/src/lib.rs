@@ -29,7 +29,7 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
-use limiter_core::storage::{Action, Batch, Key, LimitState, Mode, Outcome, Storage, Supports};
+use limiter_core::storage::{Action, Batch, Item, Key, LimitState, Mode, Outcome, Storage, Supports};
 use limiter_core::strategy::{gcra_state, sliding_window_state};
 use limiter_core::{
     FixedWindow, Gcra, MovingWindow, RateLimit, SlidingWindowCounter, StorageError, StorageErrorKind, Timestamp,
@@ -196,11 +196,7 @@ impl Supports<FixedWindow> for RedisStorage {
         invocation.arg(mode_code(batch.mode));
         for item in batch.items {
             invocation.key(self.key(&item.limit, &item.key));
-            invocation
-                .arg(item.limit.amount())
-                .arg(item.limit.window_secs())
-                .arg(item.cost)
-                .arg(u8::from(item.action == Action::Peek));
+            item_args(&mut invocation, item, item.limit.window_secs());
         }
         async move {
             let reply: Vec<i64> = invocation.invoke_async(&mut connection).await.map_err(|e| error(&e))?;
@@ -246,6 +242,12 @@ impl Supports<FixedWindow> for RedisStorage {
     }
 }
 
+/// Every item's arguments, after its keys: amount, window (in the unit the
+/// script wants), cost, and whether it is only tested.
+fn item_args(invocation: &mut redis::ScriptInvocation<'_>, item: &Item<'_>, window: u64) {
+    invocation.arg(item.limit.amount()).arg(window).arg(item.cost).arg(u8::from(item.action == Action::Peek));
+}
+
 /// The scripts' code for a batch mode.
 fn mode_code(mode: Mode) -> u8 {
     match mode {
@@ -270,11 +272,7 @@ impl Supports<Gcra> for RedisStorage {
         invocation.arg(mode_code(batch.mode)).arg(now.as_nanos() / 1_000);
         for item in batch.items {
             invocation.key(self.key_in(GCRA_KEY, &item.limit, &item.key));
-            invocation
-                .arg(item.limit.amount())
-                .arg(item.limit.window_nanos() / 1_000)
-                .arg(item.cost)
-                .arg(u8::from(item.action == Action::Peek));
+            item_args(&mut invocation, item, item.limit.window_nanos() / 1_000);
         }
         async move {
             let reply: Vec<redis::Value> = invocation.invoke_async(&mut connection).await.map_err(|e| error(&e))?;
@@ -345,11 +343,7 @@ impl Supports<MovingWindow> for RedisStorage {
         invocation.arg(mode_code(batch.mode)).arg(float_seconds(now));
         for item in batch.items {
             invocation.key(self.key(&item.limit, &item.key));
-            invocation
-                .arg(item.limit.amount())
-                .arg(item.limit.window_secs())
-                .arg(item.cost)
-                .arg(u8::from(item.action == Action::Peek));
+            item_args(&mut invocation, item, item.limit.window_secs());
         }
         async move {
             let reply: Vec<redis::Value> = invocation.invoke_async(&mut connection).await.map_err(|e| error(&e))?;
@@ -422,11 +416,7 @@ impl Supports<SlidingWindowCounter> for RedisStorage {
         for item in batch.items {
             let (previous, current) = self.sliding_keys(&item.limit, &item.key);
             invocation.key(previous).key(current);
-            invocation
-                .arg(item.limit.amount())
-                .arg(item.limit.window_secs())
-                .arg(item.cost)
-                .arg(u8::from(item.action == Action::Peek));
+            item_args(&mut invocation, item, item.limit.window_secs());
         }
         async move {
             let reply: Vec<i64> = invocation.invoke_async(&mut connection).await.map_err(|e| error(&e))?;
