@@ -10,7 +10,7 @@
 //! window counter on the `limits` layout (a STRING counter; a LIST of hit
 //! times; `{key}` and `{key}/-1` counters shifted by RENAME, windows starting
 //! at the first hit), and GCRA on a `gcra:` key of its own holding the
-//! theoretical arrival time in microseconds.
+//! theoretical arrival time in microseconds on the server's clock.
 //!
 //! ```no_run
 //! use limiter_core::{FixedWindow, RateLimiter};
@@ -269,7 +269,7 @@ impl Supports<Gcra> for RedisStorage {
         let mut connection = self.connection.clone();
         let mut invocation = self.gcra.prepare_invoke();
         let now = batch.now;
-        invocation.arg(mode_code(batch.mode)).arg(now.as_nanos() / 1_000);
+        invocation.arg(mode_code(batch.mode)).arg(0);
         for item in batch.items {
             invocation.key(self.key_in(GCRA_KEY, &item.limit, &item.key));
             item_args(&mut invocation, item, item.limit.window_nanos() / 1_000);
@@ -277,18 +277,23 @@ impl Supports<Gcra> for RedisStorage {
         async move {
             let reply: Vec<redis::Value> = invocation.invoke_async(&mut connection).await.map_err(|e| error(&e))?;
             let short = || StorageError::new(StorageErrorKind::Protocol, NAME, "short reply from the GCRA script");
-            if reply.len() != batch.items.len() * 3 {
+            let Some((server_now, items)) = reply.split_first() else { return Err(short()) };
+            if items.len() != batch.items.len() * 3 {
                 return Err(short());
             }
+            // The script decides on the server's clock; times are reported on
+            // the limiter's, shifted by the difference.
+            let server_now = Timestamp::from_nanos(number(server_now)?.saturating_mul(1_000));
             let mut outcome = Outcome::with_capacity(batch.items.len());
-            for (item, fields) in batch.items.iter().zip(reply.chunks(3)) {
+            for (item, fields) in batch.items.iter().zip(items.chunks(3)) {
                 let [evaluated, allowed, tat] = fields else { return Err(short()) };
                 if number(evaluated)? == 0 {
                     outcome.push(None);
                     continue;
                 }
                 let tat = Timestamp::from_nanos(number(tat)?.saturating_mul(1_000));
-                outcome.push(Some(gcra_state(&item.limit, tat, now, number(allowed)? == 1, item.cost)));
+                let state = gcra_state(&item.limit, tat, server_now, number(allowed)? == 1, item.cost);
+                outcome.push(Some(shift_state(state, server_now, now)));
             }
             Ok(outcome)
         }
@@ -304,6 +309,14 @@ impl Supports<Gcra> for RedisStorage {
         let key = self.key_in(GCRA_KEY, limit, &key);
         async move { redis::cmd("DEL").arg(key).query_async::<i64>(&mut connection).await.map(drop).map_err(|e| error(&e)) }
     }
+}
+
+/// A state computed on the server's clock, moved onto the limiter's.
+fn shift_state(mut state: LimitState, server_now: Timestamp, now: Timestamp) -> LimitState {
+    let shift = |t: Timestamp| now.saturating_add(t.saturating_duration_since(server_now));
+    state.reset_at = shift(state.reset_at);
+    state.retry_at = state.retry_at.map(shift);
+    state
 }
 
 /// A reply field as a number.

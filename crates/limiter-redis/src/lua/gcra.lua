@@ -6,14 +6,19 @@
 -- KEYS[i]      the TAT of item i
 -- ARGV[1]      mode: 0 sequential, stop at the first refusal; 1 sequential,
 --              no stop; 2 all or nothing; 3 peek every item
--- ARGV[2]      now, in microseconds (the limiter's clock)
+-- ARGV[2]      unused (kept so the argument layout matches the other scripts)
 -- ARGV[3+4(i-1)..]  item i: amount, window in microseconds, cost, peek (1) or hit (0)
 --
--- Returns, per item: evaluated (0/1), allowed (0/1), the TAT after the call.
+-- Time is the server's (TIME): one clock for every client, so requests
+-- reaching the server out of order cannot push a TAT into the future.
+--
+-- Returns the server's now in microseconds, then, per item: evaluated
+-- (0/1), allowed (0/1), the TAT after the call.
 local mode = tonumber(ARGV[1])
-local now = tonumber(ARGV[2])
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
 local n = #KEYS
-local out = {}
+local out = { string.format('%.0f', now) }
 
 local function arg(i, k)
   return tonumber(ARGV[2 + 4 * (i - 1) + k])
