@@ -313,9 +313,11 @@ impl Supports<Gcra> for RedisStorage {
 
 /// A state computed on the server's clock, moved onto the limiter's.
 fn shift_state(mut state: LimitState, server_now: Timestamp, now: Timestamp) -> LimitState {
-    let shift = |t: Timestamp| now.saturating_add(t.saturating_duration_since(server_now));
-    state.reset_at = shift(state.reset_at);
-    state.retry_at = state.retry_at.map(shift);
+    fn shift(t: Timestamp, server_now: Timestamp, now: Timestamp) -> Timestamp {
+        now.saturating_add(t.saturating_duration_since(server_now))
+    }
+    state.reset_at = shift(state.reset_at, server_now, now);
+    state.retry_at = state.retry_at.map(|t| shift(t, server_now, now));
     state
 }
 
