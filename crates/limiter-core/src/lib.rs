@@ -100,7 +100,9 @@
 //!
 //! | storage | fixed window | moving window | sliding window counter | GCRA |
 //! |---|---|---|---|---|
-//! | [`MemoryStorage`] | yes | yes | yes | yes |
+//! | [`MemoryStorage`] | yes | yes | yes (windows aligned to the epoch) | yes |
+//! | Redis, Valkey (`limiter-redis`) | yes, `limits`' layout | yes, `limits`' layout | yes, `limits`' layout (windows from the first hit) | yes (server clock) |
+//! | Memcached, MongoDB | planned | planned (MongoDB) | planned | — |
 //!
 //! # Web services
 //!
