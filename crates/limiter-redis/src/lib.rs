@@ -132,10 +132,19 @@ impl RedisStorage {
         Ok(RedisStorage {
             connection,
             prefix: options.key_prefix,
-            fixed_window: redis::Script::new(include_str!("lua/fixed_window.lua")),
-            gcra: redis::Script::new(include_str!("lua/gcra.lua")),
-            moving_window: redis::Script::new(include_str!("lua/moving_window.lua")),
-            sliding_window: redis::Script::new(include_str!("lua/sliding_window.lua")),
+            fixed_window: redis::Script::new(concat!(
+                include_str!("lua/fixed_window.lua"),
+                include_str!("lua/driver.lua")
+            )),
+            gcra: redis::Script::new(concat!(include_str!("lua/gcra.lua"), include_str!("lua/driver.lua"))),
+            moving_window: redis::Script::new(concat!(
+                include_str!("lua/moving_window.lua"),
+                include_str!("lua/driver.lua")
+            )),
+            sliding_window: redis::Script::new(concat!(
+                include_str!("lua/sliding_window.lua"),
+                include_str!("lua/driver.lua")
+            )),
             clear_keys: redis::Script::new(include_str!("lua/clear_keys.lua")),
             address,
         })
@@ -193,7 +202,7 @@ impl Supports<FixedWindow> for RedisStorage {
     ) -> impl Future<Output = Result<Outcome, StorageError>> + Send + 'a {
         let mut connection = self.connection.clone();
         let mut invocation = self.fixed_window.prepare_invoke();
-        invocation.arg(mode_code(batch.mode));
+        invocation.arg(mode_code(batch.mode)).arg(0);
         for item in batch.items {
             invocation.key(self.key(&item.limit, &item.key));
             item_args(&mut invocation, item, item.limit.window_secs());
@@ -427,7 +436,7 @@ impl Supports<SlidingWindowCounter> for RedisStorage {
         let mut connection = self.connection.clone();
         let mut invocation = self.sliding_window.prepare_invoke();
         let now = batch.now;
-        invocation.arg(mode_code(batch.mode));
+        invocation.arg(mode_code(batch.mode)).arg(0);
         for item in batch.items {
             let (previous, current) = self.sliding_keys(&item.limit, &item.key);
             invocation.key(previous).key(current);

@@ -4,9 +4,7 @@
 -- has a `gcra:` part of its own so it never meets a `limits` counter.)
 --
 -- KEYS[i]      the TAT of item i
--- ARGV[1]      mode: 0 sequential, stop at the first refusal; 1 sequential,
---              no stop; 2 all or nothing; 3 peek every item
--- ARGV[2]      unused (kept so the argument layout matches the other scripts)
+-- ARGV[2]      unused (the other scripts' clock argument)
 -- ARGV[3+4(i-1)..]  item i: amount, window in microseconds, cost, peek (1) or hit (0)
 --
 -- Time is the server's (TIME): one clock for every client, so requests
@@ -14,47 +12,70 @@
 --
 -- Returns the server's now in microseconds, then, per item: evaluated
 -- (0/1), allowed (0/1), the TAT after the call.
-local mode = tonumber(ARGV[1])
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
-local n = #KEYS
+local ITEMS = #KEYS
 local out = { string.format('%.0f', now) }
 
 local function arg(i, k)
   return tonumber(ARGV[2 + 4 * (i - 1) + k])
 end
 
-local function tat_of(i, pending)
-  local tat = tonumber(redis.call('GET', KEYS[i]) or '0') + (pending or 0)
+local function prepare(i) end
+
+local function pending_key(i)
+  return KEYS[i]
+end
+
+local function tat_of(i)
+  local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
   if tat < now then
     return now
   end
   return tat
 end
 
--- A cost passes if the backlog after it stays within the window:
--- backlog + cost * window / amount <= window.
-local function fits(i, tat)
-  local amount, window, cost = arg(i, 1), arg(i, 2), arg(i, 3)
-  if cost > amount then
-    return false
-  end
-  if cost == 0 then
-    return true
-  end
-  return (tat - now) + cost * window / amount <= window
-end
-
-local function step(i)
-  local amount, window, cost = arg(i, 1), arg(i, 2), arg(i, 3)
+-- What a cost adds to the TAT: cost * window / amount, rounded down.
+local function step(i, cost)
+  local amount, window = arg(i, 1), arg(i, 2)
   if cost == 0 or amount == 0 then
     return 0
   end
   return math.floor(cost * window / amount)
 end
 
-local function store(i, tat)
-  redis.call('SET', KEYS[i], string.format('%.0f', tat), 'PX', math.max(1, math.ceil((tat - now) / 1000)))
+-- A cost passes if the backlog after it stays within the window:
+-- backlog + cost * window / amount <= window. `extra` is the cost earlier
+-- items of the batch take from the same key.
+local function fits(i, extra)
+  local amount, window, cost = arg(i, 1), arg(i, 2), arg(i, 3)
+  if cost > amount then
+    return 0
+  end
+  if cost == 0 then
+    return 1
+  end
+  local backlog = tat_of(i) + step(i, extra) - now
+  if backlog + cost * window / amount <= window then
+    return 1
+  end
+  return 0
+end
+
+local function commit(i)
+  local grown = step(i, arg(i, 3))
+  if grown > 0 then
+    local tat = tat_of(i) + grown
+    redis.call('SET', KEYS[i], string.format('%.0f', tat), 'PX', math.max(1, math.ceil((tat - now) / 1000)))
+  end
+end
+
+local function take(i)
+  local allowed = fits(i, 0)
+  if allowed == 1 then
+    commit(i)
+  end
+  return allowed
 end
 
 local function report(i, evaluated, allowed)
@@ -63,54 +84,8 @@ local function report(i, evaluated, allowed)
   table.insert(out, string.format('%.0f', tat_of(i)))
 end
 
-if mode == 2 then
-  local added, allowed, all = {}, {}, 1
-  for i = 1, n do
-    -- Earlier hits of this batch on the same key push its TAT further.
-    local base = tat_of(i)
-    local tat = base + (added[KEYS[i]] or 0)
-    if fits(i, tat) then
-      allowed[i] = 1
-    else
-      allowed[i] = 0
-      all = 0
-    end
-    if arg(i, 4) == 0 then
-      added[KEYS[i]] = (added[KEYS[i]] or 0) + step(i)
-    end
-  end
-  if all == 1 then
-    for i = 1, n do
-      if arg(i, 4) == 0 and step(i) > 0 then
-        store(i, tat_of(i) + step(i))
-      end
-    end
-  end
-  for i = 1, n do
-    report(i, 1, allowed[i])
-  end
-  return out
+local function skipped()
+  table.insert(out, 0)
+  table.insert(out, 0)
+  table.insert(out, '0')
 end
-
-local stopped = false
-for i = 1, n do
-  if stopped then
-    table.insert(out, 0)
-    table.insert(out, 0)
-    table.insert(out, '0')
-  else
-    local tat = tat_of(i)
-    local allowed = 0
-    if fits(i, tat) then
-      allowed = 1
-      if mode ~= 3 and arg(i, 4) == 0 and step(i) > 0 then
-        store(i, tat + step(i))
-      end
-    end
-    report(i, 1, allowed)
-    if allowed == 0 and mode == 0 then
-      stopped = true
-    end
-  end
-end
-return out

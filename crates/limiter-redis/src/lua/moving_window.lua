@@ -3,21 +3,24 @@
 -- first, trimmed to the amount, its EXPIRE refreshed by every accepted hit.
 --
 -- KEYS[i]      the log of item i
--- ARGV[1]      mode: 0 sequential, stop at the first refusal; 1 sequential,
---              no stop; 2 all or nothing; 3 peek every item
 -- ARGV[2]      now, in seconds with a fraction (the limiter's clock, as `limits` passes it)
 -- ARGV[3+4(i-1)..]  item i: amount, window in seconds, cost, peek (1) or hit (0)
 --
 -- Returns, per item: evaluated (0/1), allowed (0/1), hits in the window,
 -- the oldest of them ('' if none), and the hit that blocks the cost ('' if none).
-local mode = tonumber(ARGV[1])
 local now_text = ARGV[2]
 local now = tonumber(now_text)
-local n = #KEYS
+local ITEMS = #KEYS
 local out = {}
 
 local function arg(i, k)
   return tonumber(ARGV[2 + 4 * (i - 1) + k])
+end
+
+local function prepare(i) end
+
+local function pending_key(i)
+  return KEYS[i]
 end
 
 -- The `extra` newest hits are this batch's own, not yet pushed: all at `now`.
@@ -32,7 +35,7 @@ local function entry(i, index, extra)
   return nil
 end
 
-local function allows(i, extra)
+local function fits(i, extra)
   local amount, window, cost = arg(i, 1), arg(i, 2), arg(i, 3)
   if cost > amount then
     return 0
@@ -47,8 +50,11 @@ local function allows(i, extra)
   return 1
 end
 
-local function acquire(i)
+local function commit(i)
   local amount, window, cost = arg(i, 1), arg(i, 2), arg(i, 3)
+  if cost == 0 then
+    return
+  end
   local left = cost
   while left > 0 do
     local batch = math.min(left, 5000)
@@ -61,6 +67,14 @@ local function acquire(i)
   end
   redis.call('LTRIM', KEYS[i], 0, amount - 1)
   redis.call('EXPIRE', KEYS[i], window)
+end
+
+local function take(i)
+  local allowed = fits(i, 0)
+  if allowed == 1 then
+    commit(i)
+  end
+  return allowed
 end
 
 -- Hits in the window: binary search for the oldest entry still inside, as
@@ -93,45 +107,8 @@ local function report(i, evaluated, allowed)
   table.insert(out, blocking)
 end
 
-if mode == 2 then
-  local added, allowed, all = {}, {}, 1
-  for i = 1, n do
-    allowed[i] = allows(i, added[KEYS[i]] or 0)
-    if allowed[i] == 0 then
-      all = 0
-    end
-    if arg(i, 4) == 0 then
-      added[KEYS[i]] = (added[KEYS[i]] or 0) + arg(i, 3)
-    end
-  end
-  if all == 1 then
-    for i = 1, n do
-      if arg(i, 4) == 0 and arg(i, 3) > 0 then
-        acquire(i)
-      end
-    end
-  end
-  for i = 1, n do
-    report(i, 1, allowed[i])
-  end
-  return out
-end
-
-local stopped = false
-for i = 1, n do
-  if stopped then
-    for _ = 1, 5 do
-      table.insert(out, 0)
-    end
-  else
-    local allowed = allows(i, 0)
-    if allowed == 1 and mode ~= 3 and arg(i, 4) == 0 and arg(i, 3) > 0 then
-      acquire(i)
-    end
-    report(i, 1, allowed)
-    if allowed == 0 and mode == 0 then
-      stopped = true
-    end
+local function skipped()
+  for _ = 1, 5 do
+    table.insert(out, 0)
   end
 end
-return out

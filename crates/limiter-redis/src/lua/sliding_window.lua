@@ -7,22 +7,25 @@
 -- floor(prev * prev_pttl / window) + cur.
 --
 -- KEYS[2i-1], KEYS[2i]  the previous and current counts of item i
--- ARGV[1]      mode: 0 sequential, stop at the first refusal; 1 sequential,
---              no stop; 2 all or nothing; 3 peek every item
--- ARGV[2+4(i-1)..]  item i: amount, window in seconds, cost, peek (1) or hit (0)
+-- ARGV[2]      unused (the other scripts' clock argument)
+-- ARGV[3+4(i-1)..]  item i: amount, window in seconds, cost, peek (1) or hit (0)
 --
 -- Returns, per item: evaluated (0/1), allowed (0/1), prev, prev PTTL, cur,
 -- cur PTTL (PTTLs in milliseconds, negative when the key is missing).
-local mode = tonumber(ARGV[1])
-local n = #KEYS / 2
+local ITEMS = #KEYS / 2
 local out = {}
 
 local function arg(i, k)
-  return tonumber(ARGV[1 + 4 * (i - 1) + k])
+  return tonumber(ARGV[2 + 4 * (i - 1) + k])
 end
 
 local function keys(i)
   return KEYS[2 * i - 1], KEYS[2 * i]
+end
+
+local function pending_key(i)
+  local _, cur_key = keys(i)
+  return cur_key
 end
 
 local function read(i)
@@ -33,7 +36,7 @@ end
 
 -- `limits`' shift: the current window ended when its key has less than a
 -- window to live.
-local function shift(i)
+local function prepare(i)
   local prev_key, cur_key = keys(i)
   local exp = arg(i, 2) * 1000
   local cur_ttl = redis.call('PTTL', cur_key)
@@ -43,24 +46,20 @@ local function shift(i)
   end
 end
 
-local function weighted(i)
-  local prev, prev_ttl, cur = read(i)
-  local exp = arg(i, 2) * 1000
-  return math.floor(prev * math.max(prev_ttl, 0) / exp) + cur
-end
-
-local function allows(i, extra)
-  local amount, cost = arg(i, 1), arg(i, 3)
+local function fits(i, extra)
+  local amount, cost, exp = arg(i, 1), arg(i, 3), arg(i, 2) * 1000
   if cost > amount then
     return 0
   end
-  if weighted(i) + extra + cost > amount then
+  local prev, prev_ttl, cur = read(i)
+  local weighted = math.floor(prev * math.max(prev_ttl, 0) / exp) + cur
+  if weighted + extra + cost > amount then
     return 0
   end
   return 1
 end
 
-local function hit(i)
+local function commit(i)
   local _, cur_key = keys(i)
   local cost, exp = arg(i, 3), arg(i, 2) * 1000
   if redis.call('EXISTS', cur_key) == 1 then
@@ -68,6 +67,14 @@ local function hit(i)
   else
     redis.call('SET', cur_key, cost, 'PX', 2 * exp)
   end
+end
+
+local function take(i)
+  local allowed = fits(i, 0)
+  if allowed == 1 then
+    commit(i)
+  end
+  return allowed
 end
 
 local function report(i, evaluated, allowed)
@@ -80,50 +87,8 @@ local function report(i, evaluated, allowed)
   table.insert(out, cur_ttl)
 end
 
-for i = 1, n do
-  shift(i)
-end
-
-if mode == 2 then
-  local added, allowed, all = {}, {}, 1
-  for i = 1, n do
-    local _, cur_key = keys(i)
-    allowed[i] = allows(i, added[cur_key] or 0)
-    if allowed[i] == 0 then
-      all = 0
-    end
-    if arg(i, 4) == 0 then
-      added[cur_key] = (added[cur_key] or 0) + arg(i, 3)
-    end
-  end
-  if all == 1 then
-    for i = 1, n do
-      if arg(i, 4) == 0 then
-        hit(i)
-      end
-    end
-  end
-  for i = 1, n do
-    report(i, 1, allowed[i])
-  end
-  return out
-end
-
-local stopped = false
-for i = 1, n do
-  if stopped then
-    for _ = 1, 6 do
-      table.insert(out, 0)
-    end
-  else
-    local allowed = allows(i, 0)
-    if allowed == 1 and mode ~= 3 and arg(i, 4) == 0 then
-      hit(i)
-    end
-    report(i, 1, allowed)
-    if allowed == 0 and mode == 0 then
-      stopped = true
-    end
+local function skipped()
+  for _ = 1, 6 do
+    table.insert(out, 0)
   end
 end
-return out
