@@ -144,7 +144,8 @@ where
             match service.call(request).await {
                 Ok(mut response) => {
                     let retry_after = limiter.header_settings().retry_after.clone();
-                    add_headers(response.headers_mut(), decision.headers(), &retry_after);
+                    let headers = decision.headers().iter().map(|(name, value)| (name, value.as_str()));
+                    add_headers(response.headers_mut(), headers, &retry_after);
                     limiter.after_response(&decision, ResponseInfo::new(response.status().as_u16())).await;
                     Ok(response.map_into_left_body())
                 }
@@ -160,7 +161,7 @@ where
     }
 }
 
-fn add_headers(map: &mut HeaderMap, headers: &[(Arc<str>, String)], retry_after: &str) {
+fn add_headers<'h>(map: &mut HeaderMap, headers: impl IntoIterator<Item = (&'h Arc<str>, &'h str)>, retry_after: &str) {
     for (name, value) in headers {
         let Ok(header) = HeaderName::try_from(&**name) else { continue };
         // A Retry-After the handler set stays if it names a later time.
@@ -170,7 +171,7 @@ fn add_headers(map: &mut HeaderMap, headers: &[(Arc<str>, String)], retry_after:
         {
             continue;
         }
-        if let Ok(value) = HeaderValue::try_from(value.as_str()) {
+        if let Ok(value) = HeaderValue::try_from(value) {
             map.insert(header, value);
         }
     }
@@ -186,6 +187,6 @@ pub fn rejection_response(rejection: Rejection) -> HttpResponse<BoxBody> {
         headers.insert(CONTENT_TYPE, value);
     }
     // A fresh response: no earlier Retry-After to keep.
-    add_headers(headers, &rejection.headers, "");
+    add_headers(headers, rejection.headers.iter().map(|(name, value)| (name, value.as_str())), "");
     response
 }

@@ -98,11 +98,17 @@
 //!
 //! # Storages
 //!
-//! | storage | fixed window | moving window | sliding window counter | GCRA |
-//! |---|---|---|---|---|
-//! | [`MemoryStorage`] | yes | yes | yes (windows aligned to the epoch) | yes |
-//! | Redis, Valkey (`limiter-redis`) | yes, `limits`' layout | yes, `limits`' layout | yes, `limits`' layout (windows from the first hit) | yes (server clock) |
-//! | Memcached, MongoDB | planned | planned (MongoDB) | planned | — |
+//! | storage | fixed window | moving window | sliding window counter | GCRA | round trips per request |
+//! |---|---|---|---|---|---|
+//! | [`MemoryStorage`] | yes | yes | yes (windows aligned to the epoch) | yes | none |
+//! | Redis, Valkey (`limiter-redis`): standalone, TLS, unix socket, sentinel | yes, `limits`' layout | yes, `limits`' layout | yes, `limits`' layout (windows from the first hit) | yes (server clock) | 1 script call |
+//! | Redis cluster (`limiter-redis`) | yes | yes | yes | yes | 1 per hash slot, in parallel (2 rounds when a refusal must stop the others); atomic per slot |
+//! | Memcached (`limiter-memcached`) | yes, `limits`' layout | no: no atomic multi-key update | yes, `limits`' layout | no: the same | 1 (2 when a refusal gives increments back) |
+//! | MongoDB (`limiter-mongodb`) | yes, `limits`' documents | yes, `limits`' documents | yes, `limits`' documents | yes (own document) | 1 per limit: MongoDB runs no scripts across documents |
+//!
+//! Every backend keeps its counters where Python's `limits` 5.8 keeps them,
+//! so a Flask-Limiter service on the same server enforces the same limits
+//! (GCRA has no `limits` counterpart).
 //!
 //! # Web services
 //!

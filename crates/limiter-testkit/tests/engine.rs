@@ -25,8 +25,8 @@ async fn status(limiter: &Limiter<TestRequest>, request: &TestRequest) -> u16 {
     decision.rejection().map_or(200, |r| r.status)
 }
 
-fn header<'a>(headers: &'a [(Arc<str>, String)], name: &str) -> Option<&'a str> {
-    headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+fn header<'a, V: AsRef<str>>(headers: &'a [(Arc<str>, V)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_ref())
 }
 
 /// The seed's app: defaults 200/day and 50/hour; /slow 1 per day; /medium

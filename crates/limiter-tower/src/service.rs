@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
-use limiter_core::engine::{Decision, Rejection, RequestLimit, ResponseInfo, later_retry_after};
+use limiter_core::engine::{Decision, HeaderText, Rejection, RequestLimit, ResponseInfo, later_retry_after};
 use pin_project_lite::pin_project;
 use smallvec::SmallVec;
 use tower_layer::Layer;
@@ -52,6 +52,39 @@ pub struct LimiterLayer {
 struct HeaderNames {
     known: Arc<[(Arc<str>, HeaderName)]>,
     retry_after: Option<HeaderName>,
+    /// The one number that changes on every response.
+    remaining: Arc<str>,
+}
+
+thread_local! {
+    /// The header values of the numbers this thread rendered last, by
+    /// position: the limit, the reset time and `Retry-After` stay the same
+    /// from one response to the next (for a second at least), so most
+    /// responses share these values instead of allocating new ones.
+    static RECENT: std::cell::RefCell<[Option<(u64, HeaderValue)>; 4]> =
+        const { std::cell::RefCell::new([const { None }; 4]) };
+}
+
+/// A header value for a number: the one this thread made last for
+/// `position` if it is the same number, else a new one, kept for next time.
+fn number_value(position: usize, n: u64) -> Option<HeaderValue> {
+    let fresh = || HeaderValue::try_from(HeaderText::number(n).into_string()).ok();
+    RECENT
+        .try_with(|recent| {
+            let mut recent = recent.try_borrow_mut().ok()?;
+            let slot = recent.get_mut(position)?;
+            match slot {
+                Some((last, value)) if *last == n => Some(value.clone()),
+                _ => {
+                    let value = fresh()?;
+                    *slot = Some((n, value.clone()));
+                    Some(value)
+                }
+            }
+        })
+        .ok()
+        .flatten()
+        .or_else(fresh)
 }
 
 /// A header name as a `'static` one: parsed, lower-cased, and kept for the
@@ -85,6 +118,7 @@ impl HeaderNames {
                 .filter_map(|name| static_name(name).map(|parsed| (Arc::clone(name), parsed)))
                 .collect(),
             retry_after: static_name(&settings.retry_after),
+            remaining: Arc::clone(&settings.remaining),
         }
     }
 
@@ -96,19 +130,26 @@ impl HeaderNames {
     }
 
     /// Parses the limiter's headers (those that do not parse are dropped).
-    fn prepare(&self, headers: Vec<(Arc<str>, String)>) -> Prepared {
+    fn prepare(&self, headers: impl IntoIterator<Item = (Arc<str>, HeaderText)>) -> Prepared {
         headers
             .into_iter()
-            .filter_map(|(name, value)| {
+            .enumerate()
+            .filter_map(|(position, (name, value))| {
+                let value = match value.as_number() {
+                    Some(n) if !Arc::ptr_eq(&name, &self.remaining) => number_value(position, n)?,
+                    // From a string of the exact length, the header value
+                    // takes its buffer as is (`HeaderValue::from(u64)` would
+                    // allocate and then share a buffer of its own).
+                    _ => HeaderValue::try_from(value.into_string()).ok()?,
+                };
                 let name = self.get(&name)?;
-                let value = HeaderValue::try_from(value).ok()?;
                 let retry = Some(&name) == self.retry_after.as_ref();
                 Some((name, value, retry))
             })
             .collect()
     }
 
-    fn add(&self, map: &mut http::HeaderMap, headers: Vec<(Arc<str>, String)>) {
+    fn add(&self, map: &mut http::HeaderMap, headers: impl IntoIterator<Item = (Arc<str>, HeaderText)>) {
         insert(map, self.prepare(headers));
     }
 }
@@ -226,15 +267,6 @@ where
     }
 }
 
-/// Polls `future` once: its output if it is ready at once.
-fn poll_once<F: Future>(future: F) -> Option<F::Output> {
-    let future = std::pin::pin!(future);
-    match future.poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(output) => Some(output),
-        Poll::Pending => None,
-    }
-}
-
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for LimiterService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
@@ -253,17 +285,16 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let (parts, body) = request.into_parts();
         let head = HttpRequest::new(parts, self.source);
-        // An immediate storage (the memory storage) decides within the first
-        // poll: the check runs here, on the stack, and an allowed request
+        // An immediate storage (the memory storage) decides at once: the
+        // check runs here, on the stack, with no future, and an allowed request
         // goes on to the ready inner service with nothing boxed and no clone
         // of the limiter or of the inner service.
         if self.immediate
-            && let Some(decision) = poll_once(self.limiter.check(&head))
+            && let Some(decision) = self.limiter.check_now(&head)
         {
             return self.decided(decision, head, body);
         }
-        // A storage that waits (or, against its promise, an immediate one
-        // that did not answer at once: the check is then made again here).
+        // A storage that waits.
         let limiter = self.limiter.clone();
         let mut check = Box::pin(async move {
             let decision = limiter.check(&head).await;
@@ -300,7 +331,7 @@ impl<S> LimiterService<S> {
     /// response (`deduct_when`) need a boxed future.
     fn decided<ReqBody, ResBody>(
         &mut self,
-        decision: Decision,
+        mut decision: Decision,
         head: HttpRequest,
         body: ReqBody,
     ) -> ResponseFuture<S::Future, ResBody, S::Error>
@@ -311,6 +342,18 @@ impl<S> LimiterService<S> {
         ResBody: Send + 'static,
     {
         let deferred = decision.has_deferred();
+        // The common case, allowed with nothing deducted later, straight
+        // through: the request head and the decision are moved no further.
+        if !deferred && decision.is_allowed() {
+            let mut parts = head.into_parts();
+            if !decision.limits().is_empty() {
+                parts.extensions.insert(CurrentLimits(decision.shared_limits()));
+            }
+            let headers = self.names.prepare(decision.take_headers());
+            drop(decision);
+            let call = self.inner.call(Request::from_parts(parts, body));
+            return ResponseFuture { state: State::Call { call, headers } };
+        }
         let state = match admit(decision, head, &self.names) {
             Admitted::Refused(response, _) if !deferred => State::Refused { response: Some(response) },
             Admitted::Refused(response, decision) => {
@@ -390,6 +433,6 @@ pub fn rejection_response(rejection: Rejection) -> Response<Full<Bytes>> {
 fn render(mut rejection: Rejection, names: &HeaderNames) -> Response<Full<Bytes>> {
     let headers = std::mem::take(&mut rejection.headers);
     let mut response = rejection_response(rejection);
-    names.add(response.headers_mut(), headers);
+    names.add(response.headers_mut(), headers.into_iter().map(|(name, value)| (name, HeaderText::text(value))));
     response
 }

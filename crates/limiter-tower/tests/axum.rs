@@ -231,3 +231,22 @@ async fn a_later_retry_after_from_the_handler_is_kept() {
     let ours: u64 = header(&headers, "retry-after").unwrap().parse().unwrap();
     assert!(ours > 5, "the limiter's later time wins: {ours}");
 }
+
+#[tokio::test]
+async fn a_shadow_limit_answers_200_with_the_headers_it_would_send() {
+    let limiter = Limiter::builder()
+        .clock(ManualClock::new(MANUAL_START))
+        .headers_enabled(true)
+        .route(Route::new("search").path("/search").limit(Limit::new("1 per minute").shadow(true)))
+        .build()
+        .unwrap();
+    let app = Router::new().route("/search", get(|| async { "results" })).layer(LimiterLayer::new(limiter));
+    let me = [127, 0, 0, 1];
+    assert_eq!(send(&app, get_from("/search", me)).await.0, StatusCode::OK);
+    for _ in 0..3 {
+        let (status, headers, body) = send(&app, get_from("/search", me)).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "results"), "shadow mode never refuses");
+        assert_eq!(header(&headers, "x-ratelimit-limit"), Some("1"));
+        assert_eq!(header(&headers, "x-ratelimit-remaining"), Some("0"), "the state as enforcing would show it");
+    }
+}

@@ -162,6 +162,7 @@ use crate::strategy::StrategyKind;
 /// in_memory_fallback_enabled = false
 /// in_memory_fallback = "10 per minute"   # implies in_memory_fallback_enabled
 /// fail_on_first_breach = true
+/// shadow = false                    # our addition: count and log breaches, refuse nothing
 ///
 /// [ratelimit.storage_options]       # for memory://: max_keys, shards
 /// max_keys = 100000
@@ -192,7 +193,7 @@ use crate::strategy::StrategyKind;
 /// | `retry_after` / `RATELIMIT_HEADER_RETRY_AFTER_VALUE` | [`HeaderSettings::retry_after_format`] | `RATELIMIT_HEADER_RETRY_AFTER_VALUE`, `header_retry_after_value`, `retry_after` |
 /// | `strategy` / `RATELIMIT_STRATEGY` | [`LimiterBuilder::strategy`], [`LimiterBuilder::strategy_name`] (also `gcra`) | `RATELIMIT_STRATEGY`, `strategy` |
 /// | `storage_uri` / `RATELIMIT_STORAGE_URI` | [`LimiterBuilder::storage`] | `RATELIMIT_STORAGE_URI`, `storage_uri`: `memory://` only; Redis, Valkey, Memcached and MongoDB URIs are **not available yet** (an error saying so) |
-/// | `storage_options` / `RATELIMIT_STORAGE_OPTIONS` | the storage's own builder ([`MemoryStorage::builder`]) | `RATELIMIT_STORAGE_OPTIONS` (JSON object in the environment), `storage_options`: `max_keys`, `shards` for `memory://`; remote backends' options **not available yet** |
+/// | `storage_options` / `RATELIMIT_STORAGE_OPTIONS` | the storage's own builder ([`MemoryStorage::builder`]) | `RATELIMIT_STORAGE_OPTIONS` (JSON object in the environment), `storage_options`: `max_keys`, `shards` for `memory://`; each remote backend's options, named as in `limits`, through `limiter::storage_from_uri_with` |
 /// | `swallow_errors` / `RATELIMIT_SWALLOW_ERRORS` | [`LimiterBuilder::on_storage_failure`] with [`FailurePolicy::FailOpen`] | `RATELIMIT_SWALLOW_ERRORS`, `swallow_errors` |
 /// | `fail_on_first_breach` / `RATELIMIT_FAIL_ON_FIRST_BREACH` | [`LimiterBuilder::fail_on_first_breach`] | `RATELIMIT_FAIL_ON_FIRST_BREACH`, `fail_on_first_breach` |
 /// | `on_breach` / `RATELIMIT_ON_BREACH_CALLBACK` | [`LimiterBuilder::on_breach`], [`Limit::on_breach`] | code only |
@@ -205,6 +206,7 @@ use crate::strategy::StrategyKind;
 /// | `enabled` / `RATELIMIT_ENABLED` | [`LimiterBuilder::enabled`] | `RATELIMIT_ENABLED`, `enabled` |
 /// | `RATELIMIT_STORAGE_URL` (removed in Flask-Limiter 3.0) | – | unknown key; the error suggests `RATELIMIT_STORAGE_URI` |
 /// | (ours) | [`HeaderSettings::ietf`] | `RATELIMIT_HEADERS_IETF`, `headers_ietf` |
+/// | (ours) | [`LimiterBuilder::shadow`], [`Limit::shadow`] (shadow mode: roll out a limit without enforcing it) | `RATELIMIT_SHADOW`, `shadow` |
 /// | (ours) | [`LimiterBuilder::storage_timeout`] | `RATELIMIT_STORAGE_TIMEOUT`, `storage_timeout` (needs [`apply_with_timer`](Self::apply_with_timer)) |
 ///
 /// The decorators and methods map onto code only: `@limiter.limit` →
@@ -281,6 +283,9 @@ pub struct Settings {
     pub in_memory_fallback_enabled: Option<bool>,
     /// `RATELIMIT_FAIL_ON_FIRST_BREACH`: stop at the first breached limit.
     pub fail_on_first_breach: Option<bool>,
+    /// `RATELIMIT_SHADOW` (ours): shadow mode for every limit; breaches are
+    /// logged and counted, never enforced ([`LimiterBuilder::shadow`]).
+    pub shadow: Option<bool>,
 }
 
 impl fmt::Debug for Settings {
@@ -316,6 +321,7 @@ impl fmt::Debug for Settings {
             .field("in_memory_fallback", &self.in_memory_fallback)
             .field("in_memory_fallback_enabled", &self.in_memory_fallback_enabled)
             .field("fail_on_first_breach", &self.fail_on_first_breach)
+            .field("shadow", &self.shadow)
             .finish()
     }
 }
@@ -350,6 +356,7 @@ enum Target {
     InMemoryFallback,
     InMemoryFallbackEnabled,
     FailOnFirstBreach,
+    Shadow,
     /// A Python callable in Flask-Limiter; the text is the code to use.
     CodeOnly(&'static str),
 }
@@ -408,6 +415,7 @@ const KEYS: &[Spec] = &[
         Target::InMemoryFallbackEnabled,
     ),
     spec("RATELIMIT_FAIL_ON_FIRST_BREACH", "fail_on_first_breach", "fail_on_first_breach", Target::FailOnFirstBreach),
+    spec("RATELIMIT_SHADOW", "shadow", "shadow", Target::Shadow),
     spec(
         "RATELIMIT_KEY_FUNC",
         "key_func",
@@ -642,6 +650,7 @@ impl<'a> Loader<'a> {
             Target::InMemoryFallback => s.in_memory_fallback = Some(limits(&value, spec, place)?),
             Target::InMemoryFallbackEnabled => s.in_memory_fallback_enabled = Some(boolean(spec, &value)?),
             Target::FailOnFirstBreach => s.fail_on_first_breach = Some(boolean(spec, &value)?),
+            Target::Shadow => s.shadow = Some(boolean(spec, &value)?),
             Target::CodeOnly(_) => {}
         }
         Ok(())
@@ -911,6 +920,7 @@ impl Settings {
             in_memory_fallback,
             in_memory_fallback_enabled,
             fail_on_first_breach,
+            shadow,
         )
     }
 }
@@ -1180,6 +1190,9 @@ impl Settings {
         if let Some(stop) = self.fail_on_first_breach {
             b = b.fail_on_first_breach(stop);
         }
+        if let Some(shadow) = self.shadow {
+            b = b.shadow(shadow);
+        }
         Ok(b)
     }
 
@@ -1229,39 +1242,28 @@ struct Remote {
     name: &'static str,
     feature: &'static str,
     krate: &'static str,
-    /// Whether `limiter::storage_from_uri` can connect it already.
-    ready: bool,
 }
 
 const REMOTES: &[Remote] = &[
     Remote {
-        schemes: &["redis", "rediss", "redis+unix", "valkey", "valkeys", "valkey+unix"],
+        schemes: &[
+            "redis",
+            "rediss",
+            "redis+unix",
+            "redis+cluster",
+            "redis+sentinel",
+            "valkey",
+            "valkeys",
+            "valkey+unix",
+            "valkey+cluster",
+            "valkey+sentinel",
+        ],
         name: "Redis",
         feature: "redis",
         krate: "limiter-redis",
-        ready: true,
     },
-    Remote {
-        schemes: &["redis+cluster", "redis+sentinel", "valkey+cluster", "valkey+sentinel"],
-        name: "Redis cluster and sentinel",
-        feature: "redis",
-        krate: "limiter-redis",
-        ready: false,
-    },
-    Remote {
-        schemes: &["memcached"],
-        name: "Memcached",
-        feature: "memcached",
-        krate: "limiter-memcached",
-        ready: false,
-    },
-    Remote {
-        schemes: &["mongodb", "mongodb+srv"],
-        name: "MongoDB",
-        feature: "mongodb",
-        krate: "limiter-mongodb",
-        ready: false,
-    },
+    Remote { schemes: &["memcached"], name: "Memcached", feature: "memcached", krate: "limiter-memcached" },
+    Remote { schemes: &["mongodb", "mongodb+srv"], name: "MongoDB", feature: "mongodb", krate: "limiter-mongodb" },
 ];
 
 const URI_OPTION: &str = "RATELIMIT_STORAGE_URI";
@@ -1282,20 +1284,13 @@ fn storage_for(uri: &str, options: Option<&BTreeMap<String, String>>) -> Result<
         return memory_storage(options);
     }
     if let Some(remote) = REMOTES.iter().find(|r| r.schemes.contains(&scheme)) {
-        return Err(bad(if remote.ready {
-            format!(
-                "the {} storage is connected outside the settings, since connecting waits on the network: \
-                 take storage_uri out of the settings and give `limiter::storage_from_uri(uri).await?` (the \
-                 `{}` feature of `limiter`, crate {}) to LimiterBuilder::any_storage",
-                remote.name, remote.feature, remote.krate
-            )
-        } else {
-            format!(
-                "the {} storage is not available in this build: it will come with the `{}` feature of the \
-                 `limiter` crate (crate {}); meanwhile use memory:// or give a storage to LimiterBuilder::storage",
-                remote.name, remote.feature, remote.krate
-            )
-        }));
+        return Err(bad(format!(
+            "the {} storage is connected outside the settings, since connecting waits on the network: take \
+             storage_uri and storage_options out of the settings and give \
+             `limiter::storage_from_uri_with(uri, &options).await?` (the `{}` feature of `limiter`, crate {}) to \
+             LimiterBuilder::any_storage",
+            remote.name, remote.feature, remote.krate
+        )));
     }
     let known: Vec<String> = std::iter::once("memory")
         .chain(REMOTES.iter().flat_map(|r| r.schemes.iter().copied()))
@@ -1484,6 +1479,7 @@ mod tests {
             ("RATELIMIT_IN_MEMORY_FALLBACK", "10/minute"),
             ("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", "true"),
             ("RATELIMIT_FAIL_ON_FIRST_BREACH", "false"),
+            ("RATELIMIT_SHADOW", "yes"),
         ])
         .unwrap();
         let mut expected = Settings {
@@ -1514,6 +1510,7 @@ mod tests {
             in_memory_fallback: Some("10/minute".to_owned()),
             in_memory_fallback_enabled: Some(true),
             fail_on_first_breach: Some(false),
+            shadow: Some(true),
         };
         assert_eq!(settings, expected);
         assert_eq!(env(&[]).unwrap(), Settings::default());
@@ -1936,10 +1933,7 @@ mod tests {
                 "{err:?}"
             );
             assert!(!message.contains("secret") && !message.contains("cr@et"), "{message}");
-            assert!(
-                message.contains("not available in this build") || message.contains("storage_from_uri"),
-                "{message}"
-            );
+            assert!(message.contains("storage_from_uri_with"), "{message}");
             assert!(message.contains(feature) && message.contains(krate), "{message}");
         }
         let message =

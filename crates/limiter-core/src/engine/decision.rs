@@ -6,7 +6,7 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 
 use super::declare::ResponseInfo;
-use super::response::Rejection;
+use super::response::{HeaderText, Headers, Rejection};
 use crate::clock::Timestamp;
 use crate::limit::RateLimit;
 use crate::storage::LimitState;
@@ -35,33 +35,130 @@ pub enum Verdict {
 pub struct RequestLimit {
     /// The limit.
     pub limit: RateLimit,
-    /// Whether this limit refused the request.
+    /// Whether this limit refused the request (in shadow mode: would have).
     pub breached: bool,
+    /// Whether the limit is in shadow mode: a breach is recorded, never
+    /// enforced ([`Limit::shadow`](super::Limit::shadow)).
+    pub shadow: bool,
     /// Whether the bucket is shared across routes.
     pub shared: bool,
     /// Hits of cost 1 still allowed.
     pub remaining: u64,
     /// When the window resets.
     pub reset_at: Timestamp,
-    /// `[prefix,] client, scope`, shared with the request's other limits.
-    ids: SmallVec<[Arc<str>; 3]>,
+    /// `[prefix,] client, scope`, as spans of a text shared with the
+    /// request's other limits (one allocation per request, not per string).
+    ids: Identifiers,
+}
+
+/// Identifiers as spans of one shared text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Identifiers {
+    text: Arc<str>,
+    spans: Spans,
+}
+
+/// Where a limit's identifiers (at most three) are in the shared text.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Spans {
+    spans: [(u32, u32); 3],
+    len: u8,
+}
+
+impl Spans {
+    fn push(&mut self, span: (u32, u32)) {
+        if let Some(slot) = self.spans.get_mut(usize::from(self.len)) {
+            *slot = span;
+            self.len += 1;
+        }
+    }
+
+    fn as_slice(&self) -> &[(u32, u32)] {
+        self.spans.get(..usize::from(self.len)).unwrap_or_default()
+    }
+}
+
+/// Writes the identifiers of a request's limits into one text, each
+/// distinct string once, on the stack until [`finish`](Self::finish).
+pub(crate) struct IdentifierText<'a> {
+    text: SmallVec<[u8; 128]>,
+    spans: SmallVec<[(u32, u32); 8]>,
+    /// The last limit's identifiers and spans: most limits of a request
+    /// share them all.
+    last: Option<(&'a [&'a str], Spans)>,
+}
+
+impl<'a> IdentifierText<'a> {
+    pub(crate) fn new() -> Self {
+        IdentifierText { text: SmallVec::new(), spans: SmallVec::new(), last: None }
+    }
+
+    /// The span of `id` in the text, appending it if it is new.
+    fn span(&mut self, id: &str) -> (u32, u32) {
+        let text = &self.text;
+        let found =
+            self.spans.iter().find(|(start, end)| text.get(*start as usize..*end as usize) == Some(id.as_bytes()));
+        if let Some(found) = found {
+            return *found;
+        }
+        let start = u32::try_from(self.text.len()).unwrap_or(u32::MAX);
+        self.text.extend_from_slice(id.as_bytes());
+        let span = (start, u32::try_from(self.text.len()).unwrap_or(u32::MAX));
+        self.spans.push(span);
+        span
+    }
+
+    /// Records one limit's identifiers; returns their spans.
+    pub(crate) fn add(&mut self, ids: &'a [&'a str]) -> Spans {
+        if let Some((last, spans)) = &self.last
+            && *last == ids
+        {
+            return *spans;
+        }
+        let mut spans = Spans::default();
+        for id in ids {
+            spans.push(self.span(id));
+        }
+        self.last = Some((ids, spans));
+        spans
+    }
+
+    /// The shared text, once every limit's identifiers are in.
+    pub(crate) fn finish(&self) -> Arc<str> {
+        // Only whole strings were appended, so the text is valid UTF-8.
+        Arc::from(std::str::from_utf8(&self.text).unwrap_or_default())
+    }
 }
 
 impl RequestLimit {
-    pub(crate) fn new(limit: RateLimit, ids: SmallVec<[Arc<str>; 3]>, state: &LimitState, shared: bool) -> Self {
+    pub(crate) fn new(
+        limit: RateLimit,
+        text: &Arc<str>,
+        spans: Spans,
+        state: &LimitState,
+        shared: bool,
+        shadow: bool,
+    ) -> Self {
         RequestLimit {
             limit,
             breached: !state.allowed,
+            shadow,
             shared,
             remaining: state.remaining,
             reset_at: state.reset_at,
-            ids,
+            ids: Identifiers { text: Arc::clone(text), spans },
         }
     }
 
     /// The identifiers of its storage key: `[prefix,] client, scope`.
     pub fn identifiers(&self) -> Vec<&str> {
-        self.ids.iter().map(|s| &**s).collect()
+        let text = &*self.ids.text;
+        self.ids
+            .spans
+            .as_slice()
+            .iter()
+            .map(|(start, end)| text.get(*start as usize..*end as usize).unwrap_or(""))
+            .collect()
     }
 
     /// The full storage key, as `limits` writes it.
@@ -100,37 +197,54 @@ impl fmt::Debug for Deferred {
 pub struct Decision {
     verdict: Verdict,
     limits: Arc<[RequestLimit]>,
-    headers: Vec<(Arc<str>, String)>,
-    rejection: Option<Rejection>,
+    headers: Headers,
+    /// Boxed: allowed requests, the common case, move a smaller decision.
+    rejection: Option<Box<Rejection>>,
     pub(crate) deferred: Vec<Deferred>,
+    shadow_limited: bool,
 }
 
 impl Decision {
     pub(crate) fn new(
         verdict: Verdict,
-        limits: Vec<RequestLimit>,
-        headers: Vec<(Arc<str>, String)>,
+        limits: Arc<[RequestLimit]>,
+        headers: Headers,
         rejection: Option<Rejection>,
         deferred: Vec<Deferred>,
     ) -> Self {
-        Decision { verdict, limits: limits.into(), headers, rejection, deferred }
+        Decision { verdict, limits, headers, rejection: rejection.map(Box::new), deferred, shadow_limited: false }
+    }
+
+    /// Marks an allowed decision as refused in shadow mode.
+    pub(crate) fn mark_shadow_limited(mut self) -> Self {
+        self.shadow_limited = true;
+        self
     }
 
     pub(crate) fn exempt() -> Self {
-        Decision::new(Verdict::Exempt, Vec::new(), Vec::new(), None, Vec::new())
+        Decision::new(Verdict::Exempt, no_limits(), Headers::default(), None, Vec::new())
     }
 
     pub(crate) fn failed_open() -> Self {
-        Decision::new(Verdict::FailedOpen, Vec::new(), Vec::new(), None, Vec::new())
+        Decision::new(Verdict::FailedOpen, no_limits(), Headers::default(), None, Vec::new())
     }
 
     pub(crate) fn unavailable(rejection: Rejection) -> Self {
-        Decision::new(Verdict::Unavailable, Vec::new(), Vec::new(), Some(rejection), Vec::new())
+        Decision::new(Verdict::Unavailable, no_limits(), Headers::default(), Some(rejection), Vec::new())
     }
 
     /// The verdict.
     pub fn verdict(&self) -> Verdict {
         self.verdict
+    }
+
+    /// Whether a limit in shadow mode would have refused the request. The
+    /// verdict is [`Verdict::Allowed`] (or [`Verdict::Limited`] if an
+    /// enforced limit refused it as well), and the breached shadow limits are
+    /// marked [`RequestLimit::breached`] and [`RequestLimit::shadow`] in
+    /// [`limits`](Self::limits) (meta limits are not listed there).
+    pub fn shadow_limited(&self) -> bool {
+        self.shadow_limited
     }
 
     /// Whether the handler should run.
@@ -140,21 +254,21 @@ impl Decision {
 
     /// The response to send instead of calling the handler, if any.
     pub fn rejection(&self) -> Option<&Rejection> {
-        self.rejection.as_ref()
+        self.rejection.as_deref()
     }
 
     /// Takes the response to send instead of calling the handler.
     pub fn take_rejection(&mut self) -> Option<Rejection> {
-        self.rejection.take()
+        self.rejection.take().map(|rejection| *rejection)
     }
 
-    /// Headers to add to the handler's response (when allowed).
-    pub fn headers(&self) -> &[(Arc<str>, String)] {
+    /// Headers to add to the handler's response (when allowed), by name.
+    pub fn headers(&self) -> &[(Arc<str>, HeaderText)] {
         &self.headers
     }
 
     /// Takes the headers to add to the handler's response.
-    pub fn take_headers(&mut self) -> Vec<(Arc<str>, String)> {
+    pub fn take_headers(&mut self) -> Headers {
         std::mem::take(&mut self.headers)
     }
 
@@ -180,4 +294,11 @@ impl Decision {
     pub fn current_limit(&self) -> Option<&RequestLimit> {
         current_limit(&self.limits)
     }
+}
+
+/// The limits of a decision without any: shared, so that exempt requests
+/// allocate nothing.
+fn no_limits() -> Arc<[RequestLimit]> {
+    static EMPTY: std::sync::OnceLock<Arc<[RequestLimit]>> = std::sync::OnceLock::new();
+    Arc::clone(EMPTY.get_or_init(|| Arc::from(Vec::new())))
 }

@@ -102,6 +102,7 @@ pub struct Limit<R> {
     pub(crate) on_breach: Option<BreachHook>,
     pub(crate) key: Option<Arc<BoxedKey<R>>>,
     pub(crate) meta: Vec<Limit<R>>,
+    pub(crate) shadow: bool,
 }
 
 impl<R> Clone for Limit<R> {
@@ -120,6 +121,7 @@ impl<R> Clone for Limit<R> {
             on_breach: self.on_breach.clone(),
             key: self.key.clone(),
             meta: self.meta.clone(),
+            shadow: self.shadow,
         }
     }
 }
@@ -136,6 +138,7 @@ impl<R> fmt::Debug for Limit<R> {
             .field("per_method", &self.per_method)
             .field("methods", &self.methods)
             .field("override_defaults", &self.override_defaults)
+            .field("shadow", &self.shadow)
             .finish_non_exhaustive()
     }
 }
@@ -156,6 +159,7 @@ impl<R> Limit<R> {
             on_breach: None,
             key: None,
             meta: Vec::new(),
+            shadow: false,
         }
     }
 
@@ -275,6 +279,38 @@ impl<R> Limit<R> {
     #[must_use]
     pub fn meta_limits(mut self, limits: impl Into<Limit<R>>) -> Self {
         self.meta.push(limits.into());
+        self
+    }
+
+    /// Shadow mode (a dry run): these limits, and their meta limits, are
+    /// evaluated and counted as usual, but a breach never refuses the
+    /// request. It is logged instead (a `tracing` event at `WARN`, "rate
+    /// limit exceeded in shadow mode", with the limit, key, route and scope)
+    /// and counted (the `shadow_limited` decision of the `metrics` feature),
+    /// and the rate-limit headers still describe the limit as it stands.
+    ///
+    /// This is how to roll out a new limit: deploy it in shadow mode, watch
+    /// who would have been refused, then drop `.shadow(true)`. Shadow limits
+    /// are decided after the enforced ones in the same storage call, so they
+    /// never change what the enforced limits count; breach hooks
+    /// ([`on_breach`](Self::on_breach)) are not called for them, since a
+    /// hook's answer would refuse the request. See also
+    /// [`LimiterBuilder::shadow`](super::LimiterBuilder::shadow) for every
+    /// limit at once.
+    ///
+    /// ```
+    /// use limiter_core::engine::{Limit, Route};
+    ///
+    /// // Enforce 10 per minute; try out 100 per day before enforcing it.
+    /// let search: Route<()> = Route::new("search")
+    ///     .path("/search")
+    ///     .limit("10 per minute")
+    ///     .limit(Limit::new("100 per day").shadow(true));
+    /// # let _ = search;
+    /// ```
+    #[must_use]
+    pub fn shadow(mut self, shadow: bool) -> Self {
+        self.shadow = shadow;
         self
     }
 

@@ -66,12 +66,18 @@ pub fn ip_key(ip: IpAddr, ipv6_prefix: u8) -> String {
 /// formatted, and `Display` goes through the formatting machinery.
 fn ipv4_key(ip: std::net::Ipv4Addr) -> String {
     let mut key = String::with_capacity(15);
-    let mut digits = itoa::Buffer::new();
     for (i, octet) in ip.octets().into_iter().enumerate() {
         if i > 0 {
             key.push('.');
         }
-        key.push_str(digits.format(octet));
+        // Digit by digit: no copy of a formatted buffer per octet.
+        if octet >= 100 {
+            key.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            key.push(char::from(b'0' + octet / 10 % 10));
+        }
+        key.push(char::from(b'0' + octet % 10));
     }
     key
 }
@@ -204,6 +210,7 @@ mod tests {
     #[test]
     fn ip_keys() {
         assert_eq!(ip_key("203.0.113.7".parse().unwrap(), 64), "203.0.113.7");
+        assert_eq!(ip_key("0.10.100.255".parse().unwrap(), 64), "0.10.100.255");
         assert_eq!(ip_key("2001:db8:1:2:3:4:5:6".parse().unwrap(), 64), "2001:db8:1:2::/64");
         assert_eq!(ip_key("2001:db8:1:2:3:4:5:6".parse().unwrap(), 56), "2001:db8:1::/56");
         assert_eq!(ip_key("2001:db8::1".parse().unwrap(), 128), "2001:db8::1");

@@ -9,22 +9,26 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::decision::{Decision, Deferred, RequestLimit, Verdict};
+use super::decision::{Decision, Deferred, IdentifierText, RequestLimit, Spans, Verdict};
 use super::declare::{BreachHook, Cost, Limit, ResponseInfo, Scope, Source};
 use super::failure::{FailurePolicy, Health, with_timeout};
 use super::key::{BoxedKey, KeyError, KeyExtractor, PeerIp};
+use super::metrics;
 use super::plan::{Defaults, Plan, Plans};
 use super::request::RequestInfo;
 use super::response::{
-    Breach, HeaderSettings, HeaderValues, Rejection, Undecided, render_headers, too_many_requests, unavailable,
-    wants_json,
+    Breach, HeaderSettings, HeaderValues, Headers, Rejection, Undecided, render_headers, too_many_requests,
+    unavailable, wants_json,
 };
 use super::route::{Group, Route};
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::error::{ConfigError, StorageError};
 use crate::limit::RateLimit;
 use crate::storage::memory::MemoryStorage;
-use crate::storage::{AnyStorage, Batch, BoxFuture, DynStorage, Item, Key, Mode, Outcome, Storage, Supports};
+use crate::storage::{
+    AnyStorage, Batch, BoxFuture, DynStorage, Item, Key, LimitState, Mode, Outcome, Storage, Supports, not_immediate,
+    poll_once,
+};
 use crate::strategy::StrategyKind;
 
 type Predicate<R> = Arc<dyn Fn(&R) -> bool + Send + Sync>;
@@ -35,7 +39,7 @@ pub type Sleeper = Arc<dyn Fn(Duration) -> BoxFuture<'static, ()> + Send + Sync>
 
 /// What kind of limit an entry is; decides its scope and key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     Meta,
     Application,
     Default,
@@ -48,7 +52,7 @@ enum Kind {
 /// `R` is the web framework's request type (the adapters choose it). Cloning
 /// is cheap and clones share everything.
 pub struct Limiter<R> {
-    inner: Arc<Shared<R>>,
+    pub(crate) inner: Arc<Shared<R>>,
 }
 
 impl<R> Clone for Limiter<R> {
@@ -67,32 +71,43 @@ impl<R> fmt::Debug for Limiter<R> {
             .field("key_prefix", &i.key_prefix)
             .field("headers", &i.headers)
             .field("policy", &i.policy)
+            .field("shadow", &i.shadow)
             .finish_non_exhaustive()
     }
 }
 
-struct Shared<R> {
+pub(crate) struct Shared<R> {
     enabled: bool,
-    strategy: StrategyKind,
-    storage: AnyStorage,
+    pub(crate) strategy: StrategyKind,
+    pub(crate) storage: AnyStorage,
     policy: FailurePolicy,
     health: Health,
     fallback_storage: AnyStorage,
-    fallback_limits: Vec<Limit<R>>,
+    pub(crate) fallback_limits: Vec<Limit<R>>,
     key: BoxedKey<R>,
-    key_prefix: Option<Arc<str>>,
-    application: Vec<Limit<R>>,
-    defaults: Vec<Limit<R>>,
-    meta: Vec<Limit<R>>,
-    plans: Plans<R>,
+    pub(crate) key_prefix: Option<Arc<str>>,
+    pub(crate) application: Vec<Limit<R>>,
+    pub(crate) defaults: Vec<Limit<R>>,
+    pub(crate) meta: Vec<Limit<R>>,
+    pub(crate) plans: Plans<R>,
     filters: Vec<Predicate<R>>,
     headers: HeaderSettings,
-    fail_on_first_breach: bool,
+    pub(crate) fail_on_first_breach: bool,
     on_breach: Option<BreachHook>,
     on_meta_breach: Option<BreachHook>,
-    clock: Arc<dyn Clock>,
+    pub(crate) clock: Arc<dyn Clock>,
     timeout: Option<(Duration, Sleeper)>,
     key_error_logged: std::sync::atomic::AtomicBool,
+    pub(crate) shadow: bool,
+    /// The declared routes and groups, as tools show them.
+    pub(crate) declared: Declared<R>,
+}
+
+/// The routes and groups as declared, kept for [`Limiter::limit_table`].
+pub(crate) struct Declared<R> {
+    /// Each route's name, paths and exemption.
+    pub(crate) routes: Vec<(String, Vec<String>, Option<super::route::Exemption>)>,
+    pub(crate) groups: Vec<Group<R>>,
 }
 
 /// Builds a [`Limiter`]; every mistake is reported by [`build`](Self::build).
@@ -116,6 +131,7 @@ pub struct LimiterBuilder<R> {
     on_meta_breach: Option<BreachHook>,
     clock: Arc<dyn Clock>,
     timeout: Option<(Duration, Sleeper)>,
+    shadow: bool,
 }
 
 impl<R> fmt::Debug for LimiterBuilder<R> {
@@ -153,11 +169,23 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
             on_meta_breach: None,
             clock: Arc::new(SystemClock),
             timeout: None,
+            shadow: false,
         }
     }
 }
 
 impl<R: RequestInfo + Send + Sync + 'static> LimiterBuilder<R> {
+    /// Shadow mode for every limit (`RATELIMIT_SHADOW`): limits are
+    /// evaluated and counted, breaches are logged and counted, and no
+    /// request is ever refused for a limit. A storage failure still follows
+    /// the failure policy. See [`Limit::shadow`] for one limit, and what
+    /// shadow mode records.
+    #[must_use]
+    pub fn shadow(mut self, shadow: bool) -> Self {
+        self.shadow = shadow;
+        self
+    }
+
     /// Turns limiting on or off (`RATELIMIT_ENABLED`).
     #[must_use]
     pub fn enabled(mut self, enabled: bool) -> Self {
@@ -343,7 +371,23 @@ impl<R: RequestInfo + Send + Sync + 'static> LimiterBuilder<R> {
         for group in &self.groups {
             check_limits(&format!("group {:?}", group.name), &group.limits)?;
         }
+        let declared = Declared {
+            routes: self.routes.iter().map(|r| (r.name.clone(), r.paths.clone(), r.exempt)).collect(),
+            groups: self
+                .groups
+                .iter()
+                .map(|g| Group {
+                    name: g.name.clone(),
+                    prefix: g.prefix.clone(),
+                    limits: g.limits.clone(),
+                    exempt: g.exempt,
+                })
+                .collect(),
+        };
         let plans = Plans::build(self.routes, self.groups)?;
+        if self.policy == FailurePolicy::InMemoryFallback {
+            metrics::fallback_active(storage.name(), false);
+        }
         Ok(Limiter {
             inner: Arc::new(Shared {
                 enabled: self.enabled,
@@ -367,6 +411,8 @@ impl<R: RequestInfo + Send + Sync + 'static> LimiterBuilder<R> {
                 clock: self.clock,
                 timeout: self.timeout,
                 key_error_logged: std::sync::atomic::AtomicBool::new(false),
+                shadow: self.shadow,
+                declared,
             }),
         })
     }
@@ -379,6 +425,59 @@ fn check_limits<R>(place: &str, limits: &[Limit<R>]) -> Result<(), ConfigError> 
     }
 }
 
+/// The route label of requests that matched no route, in logs and metrics.
+pub(crate) const UNMATCHED: &str = "<unmatched>";
+
+/// What [`Limiter::conclude`] knows of the request.
+struct Context<'a, R> {
+    request: &'a R,
+    key: &'a str,
+    route: Option<&'a str>,
+    now: Timestamp,
+}
+
+/// Why a request needs no storage call.
+enum Early<'l> {
+    /// No limit applies.
+    Exempt,
+    /// The client key is missing (with the route, for metrics).
+    NoKey(KeyError, Option<&'l str>),
+}
+
+/// Breaches to count against the meta limits, after the decision.
+struct MetaCount<'l, R> {
+    breached: SmallVec<[&'l Limit<R>; 4]>,
+    /// Only against meta limits in shadow mode.
+    only_shadow: bool,
+}
+
+/// The batch items of a request's limits: meta limits and limits deducted
+/// after the response are only tested.
+fn items_of<'a, 'b: 'a, R>(pending: &[Pending<'_, R>], ids: &'a [SmallVec<[&'b str; 3]>]) -> SmallVec<[Item<'a>; 4]> {
+    pending
+        .iter()
+        .zip(ids)
+        .map(|(p, ids)| {
+            let item = Item::new(p.limit, Key::new(ids)).with_cost(p.cost);
+            if p.kind == Kind::Meta || p.decl.deduct_when.is_some() { item.peek() } else { item }
+        })
+        .collect()
+}
+
+/// A limit evaluated by the storage: its place in the batch, what it was,
+/// and its state.
+type Evaluated<'p, 'l, R> = (usize, &'p Pending<'l, R>, LimitState);
+
+/// The breach the headers describe: a meta limit's, else the first (or,
+/// counting every limit, the last) breach.
+fn pick<'e, 'p, 'l, R>(breaches: &[&'e Evaluated<'p, 'l, R>], first: bool) -> Option<&'e Evaluated<'p, 'l, R>> {
+    breaches
+        .iter()
+        .find(|(_, p, _)| p.kind == Kind::Meta)
+        .or_else(|| if first { breaches.first() } else { breaches.last() })
+        .copied()
+}
+
 /// One limit to evaluate for this request, before storage keys exist.
 struct Pending<'l, R> {
     limit: RateLimit,
@@ -386,6 +485,8 @@ struct Pending<'l, R> {
     kind: Kind,
     scope: Cow<'l, str>,
     cost: u64,
+    /// Breaches are recorded, not enforced.
+    shadow: bool,
 }
 
 impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
@@ -402,6 +503,11 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
     /// The storage in use.
     pub fn storage(&self) -> &AnyStorage {
         &self.inner.storage
+    }
+
+    /// Whether every limit is in shadow mode ([`LimiterBuilder::shadow`]).
+    pub fn shadow(&self) -> bool {
+        self.inner.shadow
     }
 
     /// What the limiter does when its storage fails.
@@ -470,23 +576,108 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
     /// the headers or the rejection to answer. One storage call, plus one
     /// more only when a breach must be counted against meta limits.
     pub async fn check(&self, request: &R) -> Decision {
+        if let Some(decision) = self.check_now(request) {
+            return decision;
+        }
+        let mut pending = SmallVec::new();
+        let (route, key) = match self.begin(request, &mut pending) {
+            Ok(begun) => begun,
+            Err(early) => return self.early(early, request),
+        };
+        let owned_keys = match self.own_keys(request, &pending) {
+            Ok(owned) => owned,
+            Err(e) => return self.key_failure(&e, request, route),
+        };
+        let ids = self.identifiers_of(&pending, &owned_keys, &key);
+        let items = items_of(&pending, &ids);
+        let now = self.inner.clock.now();
+        let outcome = match self.run(&items, self.mode(), now).await {
+            Ok(outcome) => outcome,
+            Err(e) => return self.storage_failure(&e, request, route),
+        };
+        let context = Context { request, key: &key, route, now };
+        let (decision, meta) = self.conclude(&context, &pending, &ids, &outcome);
+        if let Some(meta) = meta {
+            self.count_meta_breach(request, &key, meta.breached.into_iter(), now, meta.only_shadow).await;
+        }
+        decision
+    }
+
+    /// Decides `request` at once, without a future, when the storage answers
+    /// at once ([`AnyStorage::immediate`]: the memory storage); `None` for a
+    /// storage that waits, which [`check`](Self::check) decides. The same
+    /// decision as `check`, for adapters that want the allow path to run on
+    /// the stack.
+    pub fn check_now(&self, request: &R) -> Option<Decision> {
+        if !self.inner.storage.immediate() {
+            return None;
+        }
+        let mut pending = SmallVec::new();
+        let (route, key) = match self.begin(request, &mut pending) {
+            Ok(begun) => begun,
+            Err(early) => return Some(self.early(early, request)),
+        };
+        let owned_keys = match self.own_keys(request, &pending) {
+            Ok(owned) => owned,
+            Err(e) => return Some(self.key_failure(&e, request, route)),
+        };
+        let ids = self.identifiers_of(&pending, &owned_keys, &key);
+        let items = items_of(&pending, &ids);
+        let now = self.inner.clock.now();
+        let outcome = match self.run_now(&items, self.mode(), now) {
+            Ok(outcome) => outcome,
+            Err(e) => return Some(self.storage_failure(&e, request, route)),
+        };
+        let context = Context { request, key: &key, route, now };
+        let (decision, meta) = self.conclude(&context, &pending, &ids, &outcome);
+        if let Some(meta) = meta {
+            // A breach, so off the hot path; the storage answers at once.
+            let count = self.count_meta_breach(request, &key, meta.breached.into_iter(), now, meta.only_shadow);
+            if poll_once(count).is_none() {
+                tracing::warn!("could not count a breach against the meta limits: the storage did not answer at once");
+            }
+        }
+        Some(decision)
+    }
+
+    /// Everything before the storage: the limits that apply and the client
+    /// key, or why no storage call is needed.
+    #[allow(clippy::type_complexity)]
+    fn begin<'l>(
+        &'l self,
+        request: &'l R,
+        pending: &mut SmallVec<[Pending<'l, R>; 4]>,
+    ) -> Result<(Option<&'l str>, String), Early<'l>> {
         let shared = &*self.inner;
         if !shared.enabled {
-            return Decision::exempt();
+            return Err(Early::Exempt);
         }
         let matched = request.route();
         let filtered = shared.filters.iter().any(|f| f(request));
         let plan = matched.map(|path| (path, shared.plans.for_path(path)));
+        let route = plan.map(|(path, plan)| plan.name.as_deref().unwrap_or(path));
         let fallback = shared.health.use_fallback(&shared.policy) && !shared.fallback_limits.is_empty();
-        let pending = self.resolve(request, plan, filtered, fallback);
+        self.resolve(request, plan, filtered, fallback, pending);
         if pending.is_empty() {
-            return Decision::exempt();
+            return Err(Early::Exempt);
         }
-        let key = match shared.key.0.extract(request) {
-            Ok(key) => key,
-            Err(e) => return self.key_failure(&e, request),
-        };
-        self.decide(request, &key, pending).await
+        match shared.key.0.extract(request) {
+            Ok(key) => Ok((route, key)),
+            Err(e) => Err(Early::NoKey(e, route)),
+        }
+    }
+
+    /// The decision on a request decided before the storage.
+    fn early(&self, early: Early<'_>, request: &R) -> Decision {
+        match early {
+            Early::Exempt => Decision::exempt(),
+            Early::NoKey(e, route) => self.key_failure(&e, request, route),
+        }
+    }
+
+    /// How a request's batch runs.
+    fn mode(&self) -> Mode {
+        Mode::Sequential { stop_at_first_breach: self.inner.fail_on_first_breach }
     }
 
     /// Collects the limits that apply, Flask-Limiter's way: meta limits
@@ -498,7 +689,8 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
         plan: Option<(&'l str, &'l Arc<Plan<R>>)>,
         filtered: bool,
         fallback: bool,
-    ) -> SmallVec<[Pending<'l, R>; 4]> {
+        pending: &mut SmallVec<[Pending<'l, R>; 4]>,
+    ) {
         let shared = &*self.inner;
         let method = request.method();
         let check_meta = plan.is_none_or(|(_, p)| p.meta);
@@ -508,16 +700,16 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
         {
             let endpoint: &'l str = plan.name.as_deref().unwrap_or(path);
             if fallback {
-                self.push(&mut regular, request, &shared.fallback_limits, Kind::Fallback, endpoint);
+                self.push(&mut regular, request, &shared.fallback_limits, Kind::Fallback, endpoint, false);
             } else {
                 if plan.application {
-                    self.push(&mut regular, request, &shared.application, Kind::Application, "global");
+                    self.push(&mut regular, request, &shared.application, Kind::Application, "global", false);
                 }
-                self.push(&mut regular, request, &plan.own, Kind::Route, endpoint);
+                self.push(&mut regular, request, &plan.own, Kind::Route, endpoint, false);
                 // Only a method mismatch brings the defaults back, not exempt_when.
                 let own_apply = plan.own.iter().any(|l| l.applies_to_method(method));
                 if plan.defaults == Defaults::Always || (plan.defaults == Defaults::IfOwnInapplicable && !own_apply) {
-                    self.push(&mut regular, request, &shared.defaults, Kind::Default, endpoint);
+                    self.push(&mut regular, request, &shared.defaults, Kind::Default, endpoint, false);
                 }
             }
             // Flask-Limiter orders by window unit only (multiples ignored), stably.
@@ -525,13 +717,18 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
         }
         // Meta limits go first, tested only: a client over them is refused
         // before anything else is counted.
-        let mut pending = SmallVec::new();
         if check_meta {
-            self.push(&mut pending, request, &shared.meta, Kind::Meta, "meta");
-            self.push_attached_meta(&mut pending, request, regular.iter().map(|p| p.decl));
+            self.push(pending, request, &shared.meta, Kind::Meta, "meta", false);
+            self.push_attached_meta(pending, request, regular.iter().map(|p| p.decl));
         }
         pending.extend(regular);
-        pending
+        // Shadow limits go after the enforced ones (stably), so that a
+        // shadow breach never stops the storage before an enforced limit
+        // is counted: the enforced limits count as if the shadow ones were
+        // not there.
+        if pending.iter().any(|p| p.shadow) && !pending.iter().all(|p| p.shadow) {
+            pending.sort_by_key(|p| p.shadow);
+        }
     }
 
     /// The meta limits attached to `decls` (each declaration once).
@@ -547,7 +744,7 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
                 continue;
             }
             seen.push(std::ptr::from_ref(decl));
-            self.push(pending, request, &decl.meta, Kind::Meta, "meta");
+            self.push(pending, request, &decl.meta, Kind::Meta, "meta", decl.shadow);
         }
     }
 
@@ -558,8 +755,10 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
         decls: &'l [Limit<R>],
         kind: Kind,
         endpoint: &'l str,
+        shadow_parent: bool,
     ) {
         let method = request.method();
+        let shadow_all = self.inner.shadow || shadow_parent;
         for decl in decls {
             if !decl.applies_to_method(method) || exempt(decl, request) {
                 continue;
@@ -575,56 +774,131 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
             };
             let scope = scope_of(decl, kind, endpoint, method);
             for limit in limits.iter() {
-                pending.push(Pending { limit: *limit, decl, kind, scope: scope.clone(), cost });
+                pending.push(Pending {
+                    limit: *limit,
+                    decl,
+                    kind,
+                    scope: scope.clone(),
+                    cost,
+                    shadow: shadow_all || decl.shadow,
+                });
             }
         }
     }
 
-    async fn decide(&self, request: &R, key: &str, pending: SmallVec<[Pending<'_, R>; 4]>) -> Decision {
-        let shared = &*self.inner;
-        // Keys: [prefix] + [client, scope]; meta limits skip the prefix.
-        let mut owned_keys: SmallVec<[Option<String>; 4]> = SmallVec::with_capacity(pending.len());
-        for p in &pending {
+    /// The keys of limits counted by their own key extractor.
+    fn own_keys(&self, request: &R, pending: &[Pending<'_, R>]) -> Result<SmallVec<[Option<String>; 4]>, KeyError> {
+        let mut owned_keys: SmallVec<[Option<String>; 4]> = SmallVec::new();
+        // Usually every limit counts by the limiter's key: nothing to extract.
+        if pending.iter().all(|p| p.decl.key.is_none()) {
+            return Ok(owned_keys);
+        }
+        for p in pending {
             owned_keys.push(match &p.decl.key {
-                Some(k) => match k.0.extract(request) {
-                    Ok(own) => Some(own),
-                    Err(e) => return self.key_failure(&e, request),
-                },
+                Some(k) => Some(k.0.extract(request)?),
                 None => None,
             });
         }
-        let ids: SmallVec<[SmallVec<[&str; 3]>; 4]> = pending
+        Ok(owned_keys)
+    }
+
+    /// Each limit's storage identifiers: `[prefix] + [client, scope]`; meta
+    /// limits skip the prefix. `owned_keys` is empty when no limit has a
+    /// key of its own.
+    fn identifiers_of<'a>(
+        &'a self,
+        pending: &'a [Pending<'_, R>],
+        owned_keys: &'a [Option<String>],
+        key: &'a str,
+    ) -> SmallVec<[SmallVec<[&'a str; 3]>; 4]> {
+        let prefix = self.inner.key_prefix.as_deref();
+        pending
             .iter()
-            .zip(&owned_keys)
-            .map(|(p, own)| {
-                let mut ids = SmallVec::new();
-                if p.kind != Kind::Meta
-                    && let Some(prefix) = &shared.key_prefix
-                {
-                    ids.push(&**prefix);
+            .enumerate()
+            .map(|(i, p)| {
+                let own = owned_keys.get(i).and_then(Option::as_deref);
+                identifiers(prefix, p.kind, own.unwrap_or(key), &p.scope)
+            })
+            .collect()
+    }
+
+    /// Runs a batch on the storage, or on the memory fallback while the
+    /// storage is down, switching over on failure if so configured.
+    async fn run(&self, items: &[Item<'_>], mode: Mode, now: Timestamp) -> Result<Outcome, StorageError> {
+        let shared = &*self.inner;
+        let batch = Batch { items, mode, now };
+        let name = shared.storage.name();
+        if shared.health.use_fallback(&shared.policy) {
+            if shared.health.probe_due(now) {
+                let timer = metrics::Timer::start();
+                let check = with_timeout(shared.storage.check(), shared.timeout.as_ref()).await;
+                timer.finish(name, "check", &check);
+                shared.health.probed(check.is_ok(), now);
+                if check.is_ok() {
+                    metrics::fallback_active(name, false);
                 }
-                ids.push(own.as_deref().unwrap_or(key));
-                ids.push(&*p.scope);
-                ids
-            })
-            .collect();
-        let items: SmallVec<[Item<'_>; 4]> = pending
+            }
+            if shared.health.use_fallback(&shared.policy) {
+                return shared.fallback_storage.decide(shared.strategy, &batch).await;
+            }
+        }
+        let timer = metrics::Timer::start();
+        let result = with_timeout(shared.storage.decide(shared.strategy, &batch), shared.timeout.as_ref()).await;
+        timer.finish(name, "decide", &result);
+        match result {
+            Ok(outcome) => Ok(outcome),
+            Err(e) if shared.policy == FailurePolicy::InMemoryFallback => {
+                tracing::warn!(storage = name, error = %e,
+                    "rate limit storage unreachable - falling back to in-memory storage");
+                shared.health.failed(now);
+                metrics::fallback_active(name, true);
+                shared.fallback_storage.decide(shared.strategy, &batch).await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`run`](Self::run) for a storage that answers at once: no future
+    /// is kept. Only the fallback's rare probes go through `run`.
+    fn run_now(&self, items: &[Item<'_>], mode: Mode, now: Timestamp) -> Result<Outcome, StorageError> {
+        let shared = &*self.inner;
+        let name = shared.storage.name();
+        if shared.health.use_fallback(&shared.policy) {
+            return poll_once(self.run(items, mode, now)).unwrap_or_else(|| Err(not_immediate(name)));
+        }
+        let batch = Batch { items, mode, now };
+        let timer = metrics::Timer::start();
+        let result =
+            poll_once(shared.storage.decide(shared.strategy, &batch)).unwrap_or_else(|| Err(not_immediate(name)));
+        timer.finish(name, "decide", &result);
+        match result {
+            Err(e) if shared.policy == FailurePolicy::InMemoryFallback => {
+                tracing::warn!(storage = name, error = %e,
+                    "rate limit storage unreachable - falling back to in-memory storage");
+                shared.health.failed(now);
+                metrics::fallback_active(name, true);
+                let fallback = shared.fallback_storage.decide(shared.strategy, &batch);
+                poll_once(fallback).unwrap_or_else(|| Err(not_immediate(shared.fallback_storage.name())))
+            }
+            other => other,
+        }
+    }
+
+    /// What the storage's answer means: the decision, and the breaches to
+    /// count against the meta limits, if any (the caller makes that second
+    /// storage call, awaiting it or not).
+    fn conclude<'p, 'l>(
+        &self,
+        cx: &Context<'_, R>,
+        pending: &'p [Pending<'l, R>],
+        ids: &[SmallVec<[&str; 3]>],
+        outcome: &Outcome,
+    ) -> (Decision, Option<MetaCount<'l, R>>) {
+        let shared = &*self.inner;
+        let (request, key, route, now) = (cx.request, cx.key, cx.route, cx.now);
+        let deferred: Vec<Deferred> = pending
             .iter()
-            .zip(&ids)
-            .map(|(p, ids)| {
-                let item = Item::new(p.limit, Key::new(ids)).with_cost(p.cost);
-                if p.kind == Kind::Meta || p.decl.deduct_when.is_some() { item.peek() } else { item }
-            })
-            .collect();
-        let mode = Mode::Sequential { stop_at_first_breach: shared.fail_on_first_breach };
-        let now = shared.clock.now();
-        let outcome = match self.run(&items, mode, now).await {
-            Ok(outcome) => outcome,
-            Err(e) => return self.storage_failure(&e, request),
-        };
-        let deferred = pending
-            .iter()
-            .zip(&ids)
+            .zip(ids)
             .filter_map(|(p, ids)| {
                 p.decl.deduct_when.as_ref().map(|when| Deferred {
                     limit: p.limit,
@@ -634,79 +908,36 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
                 })
             })
             .collect();
-        self.conclude(request, key, &pending, &ids, &outcome, deferred, now).await
-    }
-
-    /// Runs a batch on the storage, or on the memory fallback while the
-    /// storage is down, switching over on failure if so configured.
-    async fn run(&self, items: &[Item<'_>], mode: Mode, now: Timestamp) -> Result<Outcome, StorageError> {
-        let shared = &*self.inner;
-        let batch = Batch { items, mode, now };
-        if shared.health.use_fallback(&shared.policy) {
-            if shared.health.probe_due(now) {
-                let check = with_timeout(shared.storage.check(), shared.timeout.as_ref()).await;
-                shared.health.probed(check.is_ok(), now);
-            }
-            if shared.health.use_fallback(&shared.policy) {
-                return shared.fallback_storage.decide(shared.strategy, &batch).await;
-            }
-        }
-        match with_timeout(shared.storage.decide(shared.strategy, &batch), shared.timeout.as_ref()).await {
-            Ok(outcome) => Ok(outcome),
-            Err(e) if shared.policy == FailurePolicy::InMemoryFallback => {
-                tracing::warn!(storage = shared.storage.name(), error = %e,
-                    "rate limit storage unreachable - falling back to in-memory storage");
-                shared.health.failed(now);
-                shared.fallback_storage.decide(shared.strategy, &batch).await
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn conclude(
-        &self,
-        request: &R,
-        key: &str,
-        pending: &[Pending<'_, R>],
-        ids: &[SmallVec<[&str; 3]>],
-        outcome: &Outcome,
-        deferred: Vec<Deferred>,
-        now: Timestamp,
-    ) -> Decision {
-        let shared = &*self.inner;
-        let evaluated: SmallVec<[(usize, &Pending<'_, R>, crate::storage::LimitState); 4]> =
+        let evaluated: SmallVec<[Evaluated<'p, 'l, R>; 4]> =
             pending.iter().enumerate().filter_map(|(i, p)| outcome.get(i).map(|s| (i, p, *s))).collect();
-        let breaches: SmallVec<[&(usize, &Pending<'_, R>, crate::storage::LimitState); 4]> =
-            evaluated.iter().filter(|(_, _, s)| !s.allowed).collect();
-        // Handlers see every limit's identifiers; the strings are shared, one
-        // allocation per distinct string rather than per limit.
-        let mut interned: SmallVec<[Arc<str>; 4]> = SmallVec::new();
-        let mut intern = |s: &str| -> Arc<str> {
-            if let Some(found) = interned.iter().find(|a| &***a == s) {
-                return Arc::clone(found);
-            }
-            let made: Arc<str> = Arc::from(s);
-            interned.push(Arc::clone(&made));
-            made
+        let breached = |shadow: bool| -> SmallVec<[&Evaluated<'p, 'l, R>; 4]> {
+            evaluated.iter().filter(|(_, p, s)| !s.allowed && p.shadow == shadow).collect()
         };
-        let limits: Vec<RequestLimit> = evaluated
+        let breaches = breached(false);
+        let shadow_breaches = breached(true);
+        // Handlers see every limit's identifiers: one shared text per
+        // request, each distinct string once, and the limits in one
+        // allocation.
+        let mut text = IdentifierText::new();
+        let listed: SmallVec<[(&Evaluated<'p, 'l, R>, Spans); 4]> = evaluated
             .iter()
             .filter(|(_, p, _)| p.kind != Kind::Meta)
-            .map(|(i, p, s)| {
-                let item_ids = ids.get(*i).map_or(&[][..], |v| &v[..]);
-                let arcs = item_ids.iter().map(|id| intern(id)).collect();
-                RequestLimit::new(p.limit, arcs, s, p.decl.shared)
-            })
+            .map(|e| (e, text.add(ids.get(e.0).map_or(&[][..], |v| &v[..]))))
             .collect();
+        let text = text.finish();
+        let limits: Arc<[RequestLimit]> = listed
+            .iter()
+            .map(|((_, p, s), spans)| RequestLimit::new(p.limit, &text, *spans, s, p.decl.shared, p.shadow))
+            .collect();
+        // The limit the headers describe, picked as enforcement picks it:
+        // among the enforced breaches, else among the shadow ones (so that
+        // shadow mode shows what enforcing would show).
+        let first = shared.fail_on_first_breach;
         let meta_breach = breaches.iter().find(|(_, p, _)| p.kind == Kind::Meta);
-        let shown = meta_breach
-            .copied()
-            .or_else(|| if shared.fail_on_first_breach { breaches.first() } else { breaches.last() }.copied())
+        let shown = pick(&breaches, first)
+            .or_else(|| pick(&shadow_breaches, first))
             .or_else(|| evaluated.iter().find(|(_, p, _)| p.kind != Kind::Meta && !p.decl.shared))
             .or_else(|| evaluated.iter().find(|(_, p, _)| p.kind != Kind::Meta));
-        let policies: SmallVec<[RateLimit; 4]> =
-            evaluated.iter().filter(|(_, p, _)| p.kind != Kind::Meta).map(|(_, p, _)| p.limit).collect();
         let headers = |limited: bool| {
             shown
                 .map(|(_, p, s)| {
@@ -716,13 +947,42 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
                         reset_at: s.reset_at,
                         retry_at: s.retry_at,
                     };
+                    let policies: SmallVec<[RateLimit; 4]> = if shared.headers.ietf {
+                        evaluated.iter().filter(|(_, p, _)| p.kind != Kind::Meta).map(|(_, p, _)| p.limit).collect()
+                    } else {
+                        SmallVec::new()
+                    };
                     render_headers(&shared.headers, &values, &policies, limited, now)
                 })
                 .unwrap_or_default()
         };
+        let shown_limit = shown.map(|(_, p, _)| &p.limit);
+        for (_, p, _) in &shadow_breaches {
+            tracing::warn!(key, limit = %p.limit, route = route.unwrap_or(UNMATCHED), scope = %p.scope,
+                "rate limit exceeded in shadow mode: the request passes");
+            metrics::breach(route, &p.limit, true);
+        }
         if breaches.is_empty() {
-            tracing::debug!(key, limits = limits.len(), "rate limit passed");
-            return Decision::new(Verdict::Allowed, limits, headers(false), None, deferred);
+            if shadow_breaches.is_empty() {
+                tracing::debug!(key, limits = limits.len(), "rate limit passed");
+                metrics::decision(route, shown_limit, metrics::ALLOWED);
+                return (Decision::new(Verdict::Allowed, limits, headers(false), None, deferred), None);
+            }
+            // As enforcing would, count the breach against the meta limits,
+            // but only those in shadow mode: counting it against enforced
+            // meta limits would refuse real requests.
+            let meta = (!shadow_breaches.iter().any(|(_, p, _)| p.kind == Kind::Meta)).then(|| MetaCount {
+                breached: shadow_breaches
+                    .iter()
+                    .filter(|(_, p, _)| p.kind != Kind::Meta)
+                    .map(|(_, p, _)| p.decl)
+                    .collect(),
+                only_shadow: true,
+            });
+            metrics::decision(route, shown_limit, metrics::SHADOW_LIMITED);
+            let decision =
+                Decision::new(Verdict::Allowed, limits, headers(false), None, deferred).mark_shadow_limited();
+            return (decision, meta);
         }
         let mut rejection = None;
         for (i, p, s) in &breaches {
@@ -736,7 +996,9 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
                 reset_at: s.reset_at,
                 retry_at: s.retry_at,
             };
-            tracing::info!(key, limit = %p.limit, scope = %p.scope, "rate limit exceeded");
+            tracing::info!(key, limit = %p.limit, route = route.unwrap_or(UNMATCHED), scope = %p.scope,
+                "rate limit exceeded");
+            metrics::breach(route, &p.limit, false);
             let hooks = if p.kind == Kind::Meta {
                 [shared.on_meta_breach.as_ref(), p.decl.on_breach.as_ref()]
             } else {
@@ -748,10 +1010,10 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
                 }
             }
         }
-        if meta_breach.is_none() {
-            let breached = breaches.iter().filter(|(_, p, _)| p.kind != Kind::Meta).map(|(_, p, _)| p.decl);
-            self.count_meta_breach(request, key, breached, now).await;
-        }
+        let meta = meta_breach.is_none().then(|| MetaCount {
+            breached: breaches.iter().filter(|(_, p, _)| p.kind != Kind::Meta).map(|(_, p, _)| p.decl).collect(),
+            only_shadow: false,
+        });
         let rejection = rejection.unwrap_or_else(|| {
             // The limit named in the body: the breached one with the shortest window.
             let named = meta_breach
@@ -766,22 +1028,30 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
             too_many_requests(&description, &violated, wants_json(request.header("accept")))
         });
         let mut rejection = rejection;
-        rejection.headers.extend(headers(true));
-        Decision::new(Verdict::Limited, limits, Vec::new(), Some(rejection), deferred)
+        rejection.headers.extend(headers(true).into_strings());
+        metrics::decision(route, shown_limit, metrics::LIMITED);
+        let decision = Decision::new(Verdict::Limited, limits, Headers::default(), Some(rejection), deferred);
+        let decision = if shadow_breaches.is_empty() { decision } else { decision.mark_shadow_limited() };
+        (decision, meta)
     }
 
-    /// Counts a breach against the meta limits (cost 1 each).
+    /// Counts a breach against the meta limits (cost 1 each); with
+    /// `only_shadow`, only against those in shadow mode.
     async fn count_meta_breach<'l>(
         &'l self,
         request: &R,
         key: &str,
         breached: impl Iterator<Item = &'l Limit<R>>,
         now: Timestamp,
+        only_shadow: bool,
     ) {
         let shared = &*self.inner;
         let mut meta = SmallVec::new();
-        self.push(&mut meta, request, &shared.meta, Kind::Meta, "meta");
+        self.push(&mut meta, request, &shared.meta, Kind::Meta, "meta", false);
         self.push_attached_meta(&mut meta, request, breached);
+        if only_shadow {
+            meta.retain(|p| p.shadow);
+        }
         if meta.is_empty() {
             return;
         }
@@ -814,7 +1084,14 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
         }
     }
 
-    fn storage_failure(&self, error: &StorageError, request: &R) -> Decision {
+    fn storage_failure(&self, error: &StorageError, request: &R, route: Option<&str>) -> Decision {
+        let decision = self.storage_failure_decision(error, request);
+        let outcome = if decision.is_allowed() { metrics::FAILED_OPEN } else { metrics::UNAVAILABLE };
+        metrics::decision(route, None, outcome);
+        decision
+    }
+
+    fn storage_failure_decision(&self, error: &StorageError, request: &R) -> Decision {
         let shared = &*self.inner;
         match shared.policy {
             FailurePolicy::FailOpen => {
@@ -834,7 +1111,14 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
         }
     }
 
-    fn key_failure(&self, error: &KeyError, request: &R) -> Decision {
+    fn key_failure(&self, error: &KeyError, request: &R, route: Option<&str>) -> Decision {
+        let decision = self.key_failure_decision(error, request);
+        let outcome = if decision.is_allowed() { metrics::FAILED_OPEN } else { metrics::UNAVAILABLE };
+        metrics::decision(route, None, outcome);
+        decision
+    }
+
+    fn key_failure_decision(&self, error: &KeyError, request: &R) -> Decision {
         let shared = &*self.inner;
         // A missing key is usually a server set-up mistake that hits every
         // request: say it loudly once, then quietly.
@@ -932,7 +1216,17 @@ fn exempt<R>(decl: &Limit<R>, request: &R) -> bool {
 /// Flask-Limiter's `scope_for`: the endpoint, `endpoint:scope`, or the
 /// shared scope; `:METHOD` appended per method.
 fn scope_of<'l, R>(decl: &'l Limit<R>, kind: Kind, endpoint: &'l str, method: &str) -> Cow<'l, str> {
-    let base: Cow<'l, str> = match (kind, &decl.scope) {
+    method_scope(base_scope(decl, kind, endpoint), decl.per_method, method)
+}
+
+/// `base:METHOD` for limits counted per method.
+pub(crate) fn method_scope<'l>(base: Cow<'l, str>, per_method: bool, method: &str) -> Cow<'l, str> {
+    if per_method { Cow::Owned(format!("{base}:{}", method.to_ascii_uppercase())) } else { base }
+}
+
+/// The scope of `decl` on `endpoint`, before any method.
+pub(crate) fn base_scope<'l, R>(decl: &'l Limit<R>, kind: Kind, endpoint: &'l str) -> Cow<'l, str> {
+    match (kind, &decl.scope) {
         (Kind::Meta, _) => Cow::Borrowed("meta"),
         (Kind::Application, _) => Cow::Borrowed("global"),
         (_, None) => Cow::Borrowed(endpoint),
@@ -940,6 +1234,24 @@ fn scope_of<'l, R>(decl: &'l Limit<R>, kind: Kind, endpoint: &'l str, method: &s
         (_, Some(Scope::Fixed(s))) => Cow::Owned(format!("{endpoint}:{s}")),
         (_, Some(Scope::Computed(f))) if decl.shared => Cow::Owned(f(endpoint)),
         (_, Some(Scope::Computed(f))) => Cow::Owned(format!("{endpoint}:{}", f(endpoint))),
-    };
-    if decl.per_method { Cow::Owned(format!("{base}:{}", method.to_ascii_uppercase())) } else { base }
+    }
+}
+
+/// A limit's storage identifiers: `[prefix,] client, scope`; meta limits
+/// skip the prefix.
+pub(crate) fn identifiers<'a>(
+    prefix: Option<&'a str>,
+    kind: Kind,
+    key: &'a str,
+    scope: &'a str,
+) -> SmallVec<[&'a str; 3]> {
+    let mut ids = SmallVec::new();
+    if kind != Kind::Meta
+        && let Some(prefix) = prefix
+    {
+        ids.push(prefix);
+    }
+    ids.push(key);
+    ids.push(scope);
+    ids
 }

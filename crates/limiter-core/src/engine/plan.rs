@@ -30,6 +30,9 @@ pub(crate) struct Plan<R> {
     pub(crate) meta: bool,
     /// The route's own limits, then its groups' (inner first).
     pub(crate) own: Vec<Limit<R>>,
+    /// Where each of `own` was declared: `None` on the route, else the
+    /// group's name (for tools; see [`super::table`]).
+    pub(crate) origins: Vec<Option<Arc<str>>>,
     pub(crate) defaults: Defaults,
 }
 
@@ -85,6 +88,11 @@ impl<R> Plans<R> {
         Ok(Plans { by_path, by_group, root })
     }
 
+    /// The plan of a registered path, if any.
+    pub(crate) fn registered(&self, path: &str) -> Option<&Arc<Plan<R>>> {
+        self.by_path.get(path)
+    }
+
     pub(crate) fn for_path(&self, path: &str) -> &Arc<Plan<R>> {
         self.by_path
             .get(path)
@@ -124,9 +132,12 @@ fn plan_for<R>(route: Option<&Route<R>>, chain: &[&Group<R>]) -> Plan<R> {
     let own_keeps_defaults = own.iter().all(|l| !l.override_defaults);
 
     let mut group_limits = Vec::new();
+    let mut origins: Vec<Option<Arc<str>>> = own.iter().map(|_| None).collect();
     if own_keeps_defaults {
         for g in chain {
             group_limits.extend(g.limits.iter().cloned());
+            let name: Arc<str> = Arc::from(g.name.as_str());
+            origins.extend(g.limits.iter().map(|_| Some(Arc::clone(&name))));
             let overrides = !g.limits.is_empty() && g.limits.iter().all(|l| l.override_defaults);
             if overrides || g.exempt.is_some_and(|f| f.contains(Exemption::ANCESTORS)) {
                 break;
@@ -149,6 +160,7 @@ fn plan_for<R>(route: Option<&Route<R>>, chain: &[&Group<R>]) -> Plan<R> {
         application: !exempt.contains(Exemption::APPLICATION),
         meta: !exempt.contains(Exemption::META),
         own: limits,
+        origins,
         defaults,
     }
 }

@@ -1,8 +1,11 @@
 //! What the limiter answers: rate-limit headers, 429 and 503 responses, and
 //! what breach hooks see.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
+
+use smallvec::SmallVec;
 
 use crate::clock::Timestamp;
 use crate::limit::RateLimit;
@@ -140,10 +143,144 @@ pub(crate) fn http_date(at: Timestamp) -> String {
     httpdate::fmt_http_date(at.to_system_time())
 }
 
-/// A header value from a number, without the formatting machinery (this
-/// runs several times on every response).
-pub(crate) fn number(n: u64) -> String {
-    itoa::Buffer::new().format(n).to_owned()
+/// A rate-limit header's value. Numbers (the limit, remaining hits, reset
+/// time, delta-seconds `Retry-After`) are kept inline, with their digits,
+/// so that rendering them allocates nothing and adapters can build their
+/// header value straight from the number; text (an HTTP date, the IETF
+/// fields) is a `String`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HeaderText(Text);
+
+#[derive(Clone, PartialEq, Eq)]
+enum Text {
+    Number { value: u64, len: u8, digits: [u8; 20] },
+    Owned(String),
+}
+
+impl HeaderText {
+    /// A number, in decimal.
+    pub fn number(value: u64) -> Self {
+        let mut buffer = itoa::Buffer::new();
+        let written = buffer.format(value).as_bytes();
+        let mut digits = [0u8; 20];
+        let len = written.len().min(digits.len());
+        if let (Some(to), Some(from)) = (digits.get_mut(..len), written.get(..len)) {
+            to.copy_from_slice(from);
+        }
+        HeaderText(Text::Number { value, len: u8::try_from(len).unwrap_or(20), digits })
+    }
+
+    /// Any text.
+    pub fn text(text: impl Into<String>) -> Self {
+        HeaderText(Text::Owned(text.into()))
+    }
+
+    /// The value as text.
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            Text::Number { len, digits, .. } => {
+                digits.get(..usize::from(*len)).and_then(|d| std::str::from_utf8(d).ok()).unwrap_or_default()
+            }
+            Text::Owned(text) => text,
+        }
+    }
+
+    /// The value, if it is a number.
+    pub fn as_number(&self) -> Option<u64> {
+        match &self.0 {
+            Text::Number { value, .. } => Some(*value),
+            Text::Owned(_) => None,
+        }
+    }
+
+    /// The value as an owned `String`.
+    pub fn into_string(self) -> String {
+        match self.0 {
+            Text::Owned(text) => text,
+            Text::Number { value, .. } => itoa::Buffer::new().format(value).to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for HeaderText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for HeaderText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl AsRef<str> for HeaderText {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq<str> for HeaderText {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for HeaderText {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// The rate-limit headers of one response, by name, in order: what
+/// [`Decision::take_headers`](super::Decision::take_headers) hands to the
+/// adapters. Up to four are kept inline (Flask-Limiter's four headers), so
+/// that the common case allocates nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Headers(SmallVec<[(Arc<str>, HeaderText); 4]>);
+
+impl Headers {
+    fn push(&mut self, name: &Arc<str>, value: HeaderText) {
+        self.0.push((Arc::clone(name), value));
+    }
+
+    /// The headers as (name, value) strings, for [`Rejection::headers`].
+    pub fn into_strings(self) -> impl Iterator<Item = (Arc<str>, String)> {
+        self.0.into_iter().map(|(name, value)| (name, value.into_string()))
+    }
+}
+
+impl std::ops::Deref for Headers {
+    type Target = [(Arc<str>, HeaderText)];
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl IntoIterator for Headers {
+    type Item = (Arc<str>, HeaderText);
+    type IntoIter = HeadersIntoIter;
+
+    fn into_iter(self) -> HeadersIntoIter {
+        HeadersIntoIter(self.0.into_iter())
+    }
+}
+
+/// The owning iterator of [`Headers`].
+#[derive(Debug)]
+pub struct HeadersIntoIter(smallvec::IntoIter<[(Arc<str>, HeaderText); 4]>);
+
+impl Iterator for HeadersIntoIter {
+    type Item = (Arc<str>, HeaderText);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
 }
 
 /// What the headers show of one limit.
@@ -163,39 +300,39 @@ pub(crate) fn render_headers(
     policies: &[RateLimit],
     limited: bool,
     now: Timestamp,
-) -> Vec<(Arc<str>, String)> {
-    let mut headers = Vec::with_capacity(6);
+) -> Headers {
+    let mut headers = Headers::default();
     // Flask-Limiter: X-RateLimit-Reset is int(reset_time + 1).
     let reset_header = shown.reset_at.as_secs() + 1;
     if settings.enabled {
-        headers.push((Arc::clone(&settings.limit), number(shown.limit.amount())));
-        headers.push((Arc::clone(&settings.remaining), number(shown.remaining)));
-        headers.push((Arc::clone(&settings.reset), number(reset_header)));
+        headers.push(&settings.limit, HeaderText::number(shown.limit.amount()));
+        headers.push(&settings.remaining, HeaderText::number(shown.remaining));
+        headers.push(&settings.reset, HeaderText::number(reset_header));
         let retry_at = match (limited, shown.retry_at) {
             (true, Some(at)) => at,
             _ => Timestamp::from_secs(reset_header),
         };
         let value = match settings.retry_after_format {
-            RetryAfterFormat::HttpDate => http_date(retry_at),
+            RetryAfterFormat::HttpDate => HeaderText::text(http_date(retry_at)),
             // A 429 never says 0; elsewhere Flask-Limiter's int(reset - now).
-            RetryAfterFormat::DeltaSeconds if limited => number(retry_seconds(retry_at, now)),
-            RetryAfterFormat::DeltaSeconds => number(retry_at.saturating_duration_since(now).as_secs()),
+            RetryAfterFormat::DeltaSeconds if limited => HeaderText::number(retry_seconds(retry_at, now)),
+            RetryAfterFormat::DeltaSeconds => HeaderText::number(retry_at.saturating_duration_since(now).as_secs()),
         };
-        headers.push((Arc::clone(&settings.retry_after), value));
+        headers.push(&settings.retry_after, value);
     }
     if settings.ietf {
         let policy = policies.iter().map(|l| format!("\"{}\";q={};w={}", policy_name(l), l.amount(), l.window_secs()));
-        headers.push((Arc::clone(&settings.ietf_policy), policy.collect::<Vec<_>>().join(", ")));
+        headers.push(&settings.ietf_policy, HeaderText::text(policy.collect::<Vec<_>>().join(", ")));
         let until = match (limited, shown.retry_at) {
             (true, Some(at)) => retry_seconds(at, now),
             _ => {
                 shown.reset_at.saturating_duration_since(now).as_nanos().div_ceil(1_000_000_000).try_into().unwrap_or(0)
             }
         };
-        headers.push((
-            Arc::clone(&settings.ietf_state),
-            format!("\"{}\";r={};t={until}", policy_name(&shown.limit), shown.remaining),
-        ));
+        headers.push(
+            &settings.ietf_state,
+            HeaderText::text(format!("\"{}\";r={};t={until}", policy_name(&shown.limit), shown.remaining)),
+        );
     }
     headers
 }
@@ -293,7 +430,7 @@ mod tests {
     use super::*;
     use crate::limit::Granularity;
 
-    fn find<'a>(headers: &'a [(Arc<str>, String)], name: &str) -> Option<&'a str> {
+    fn find<'a>(headers: &'a [(Arc<str>, HeaderText)], name: &str) -> Option<&'a str> {
         headers.iter().find(|(n, _)| &**n == name).map(|(_, v)| v.as_str())
     }
 
@@ -337,6 +474,19 @@ mod tests {
         let date = HeaderSettings { retry_after_format: RetryAfterFormat::HttpDate, ..settings };
         let h = render_headers(&date, &later, &[limit], true, now);
         assert_eq!(find(&h, "Retry-After"), Some("Thu, 01 Jan 1970 00:00:12 GMT"));
+    }
+
+    #[test]
+    fn header_text_keeps_numbers_as_numbers() {
+        let n = HeaderText::number(u64::MAX);
+        assert_eq!(n.as_str(), "18446744073709551615");
+        assert_eq!(n.as_number(), Some(u64::MAX));
+        assert_eq!(HeaderText::number(0).as_str(), "0");
+        assert_eq!(n.clone().into_string(), "18446744073709551615");
+        let t = HeaderText::text("Thu, 01 Jan 1970 00:00:12 GMT");
+        assert_eq!(t.as_number(), None);
+        assert_eq!(t, "Thu, 01 Jan 1970 00:00:12 GMT");
+        assert_eq!(format!("{n} {t:?}"), "18446744073709551615 \"Thu, 01 Jan 1970 00:00:12 GMT\"");
     }
 
     #[test]

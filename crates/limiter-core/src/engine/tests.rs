@@ -1,0 +1,620 @@
+//! Shadow mode, metrics, and deciding at once for immediate storages,
+//! driven with requests on a manual clock.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::{
+    Decision, DefaultsRule, KeyedLimit, Limit, Limiter, LimiterBuilder, Origin, RequestInfo, Route, Settings, Verdict,
+};
+use crate::clock::{ManualClock, Timestamp};
+
+const START: Timestamp = Timestamp::from_secs(1_700_000_000);
+
+struct Request {
+    route: &'static str,
+    peer: [u8; 4],
+}
+
+fn get(route: &'static str) -> Request {
+    Request { route, peer: [127, 0, 0, 1] }
+}
+
+impl RequestInfo for Request {
+    fn method(&self) -> &str {
+        "GET"
+    }
+    fn route(&self) -> Option<&str> {
+        Some(self.route)
+    }
+    fn header(&self, _: &str) -> Option<&str> {
+        None
+    }
+    fn header_values(&self, _: &str) -> Vec<&str> {
+        Vec::new()
+    }
+    fn peer_addr(&self) -> Option<IpAddr> {
+        Some(IpAddr::from(self.peer))
+    }
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    match f.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => panic!("the memory storage never waits"),
+    }
+}
+
+fn builder() -> (LimiterBuilder<Request>, ManualClock) {
+    let clock = ManualClock::new(START);
+    (Limiter::builder().clock(clock.clone()).headers_enabled(true), clock)
+}
+
+fn check(limiter: &Limiter<Request>, request: &Request) -> Decision {
+    block_on(limiter.check(request))
+}
+
+fn header<'d>(decision: &'d Decision, name: &str) -> Option<&'d str> {
+    decision.headers().iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+}
+
+fn remaining(decision: &Decision, limit: &str) -> u64 {
+    let limit = crate::parse(limit).unwrap();
+    decision.limits().iter().find(|l| l.limit == limit).map(|l| l.remaining).unwrap()
+}
+
+// --- shadow mode -----------------------------------------------------------
+
+#[test]
+fn a_shadow_limit_records_breaches_but_never_refuses() {
+    let (b, _) = builder();
+    let limiter = b
+        .route(
+            Route::new("search").path("/search").limit("5 per minute").limit(Limit::new("2 per minute").shadow(true)),
+        )
+        .build()
+        .unwrap();
+    for n in 1..=2 {
+        let d = check(&limiter, &get("/search"));
+        assert_eq!(d.verdict(), Verdict::Allowed, "request {n}");
+        assert!(!d.shadow_limited(), "request {n}");
+    }
+    for n in 3..=5 {
+        let d = check(&limiter, &get("/search"));
+        assert_eq!(d.verdict(), Verdict::Allowed, "request {n} passes: the 2/minute limit is a shadow");
+        assert!(d.shadow_limited(), "request {n}");
+        let shadow = d.limits().iter().find(|l| l.shadow).unwrap();
+        assert!(shadow.breached);
+        // The headers describe the shadow limit as enforcing it would.
+        assert_eq!(header(&d, "X-RateLimit-Limit"), Some("2"));
+        assert_eq!(header(&d, "X-RateLimit-Remaining"), Some("0"));
+        assert_eq!(remaining(&d, "5 per minute"), 5 - n, "the enforced limit counts every request");
+    }
+    let sixth = check(&limiter, &get("/search"));
+    assert_eq!(sixth.verdict(), Verdict::Limited, "the enforced limit still refuses");
+    assert_eq!(sixth.rejection().unwrap().body, "Rate limit exceeded: 5 per 1 minute");
+}
+
+#[test]
+fn a_shadow_breach_never_stops_an_enforced_limit_from_counting() {
+    // The shadow limit has the shorter window, so Flask-Limiter's order
+    // would test it first and stop there at its breach.
+    let (b, clock) = builder();
+    let limiter =
+        b.default_limits(Limit::new("1 per second").shadow(true)).default_limits("3 per minute").build().unwrap();
+    let verdicts: Vec<(Verdict, bool)> = (0..4)
+        .map(|_| {
+            let d = check(&limiter, &get("/x"));
+            (d.verdict(), d.shadow_limited())
+        })
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            (Verdict::Allowed, false),
+            (Verdict::Allowed, true),
+            (Verdict::Allowed, true),
+            (Verdict::Limited, false), // the enforced limit counted the shadow-breached requests
+        ]
+    );
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(check(&limiter, &get("/x")).verdict(), Verdict::Allowed);
+}
+
+#[test]
+fn global_shadow_mode_refuses_nothing_and_calls_no_breach_hook() {
+    let hooks = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&hooks);
+    let (b, _) = builder();
+    let limiter = b
+        .shadow(true)
+        .default_limits("1 per day")
+        .on_breach(move |_| {
+            seen.fetch_add(1, Ordering::Relaxed);
+            None
+        })
+        .build()
+        .unwrap();
+    assert!(limiter.shadow());
+    assert!(!check(&limiter, &get("/x")).shadow_limited());
+    for _ in 0..10 {
+        let d = check(&limiter, &get("/x"));
+        assert_eq!(d.verdict(), Verdict::Allowed);
+        assert!(d.is_allowed() && d.rejection().is_none());
+        assert!(d.shadow_limited());
+        assert_eq!(header(&d, "X-RateLimit-Remaining"), Some("0"));
+        assert_eq!(header(&d, "X-RateLimit-Reset"), Some((START.as_secs() + 86_400 + 1).to_string().as_str()));
+    }
+    assert_eq!(hooks.load(Ordering::Relaxed), 0, "a hook's answer would refuse the request");
+    // Another client is counted on its own.
+    assert!(!check(&limiter, &Request { route: "/x", peer: [10, 0, 0, 2] }).shadow_limited());
+}
+
+#[test]
+fn shadow_mode_from_the_environment() {
+    let settings = Settings::from_env_iter(
+        [("RATELIMIT_SHADOW", "true"), ("RATELIMIT_DEFAULT", "1/minute")].map(|(k, v)| (k.to_owned(), v.to_owned())),
+    )
+    .unwrap();
+    assert_eq!(settings.shadow, Some(true));
+    let (b, _) = builder();
+    let limiter = settings.apply(b).unwrap().build().unwrap();
+    assert!(limiter.shadow());
+    check(&limiter, &get("/x"));
+    let d = check(&limiter, &get("/x"));
+    assert_eq!((d.verdict(), d.shadow_limited()), (Verdict::Allowed, true));
+    let err = Settings::from_env_iter([("RATELIMIT_SHADOW".to_owned(), "sometimes".to_owned())]).unwrap_err();
+    assert!(err.to_string().contains("RATELIMIT_SHADOW"), "{err}");
+}
+
+#[test]
+fn shadow_breaches_count_against_shadow_meta_limits_only() {
+    // Enforced meta limits: a shadow breach must not lead to real refusals.
+    let (b, _) = builder();
+    let limiter = b.meta_limits("1 per hour").default_limits(Limit::new("1 per minute").shadow(true)).build().unwrap();
+    for _ in 0..5 {
+        assert_eq!(check(&limiter, &get("/x")).verdict(), Verdict::Allowed);
+    }
+    // Everything in shadow mode: meta limits count breaches as enforcing
+    // would, and their breaches are shadow breaches too.
+    let (b, _) = builder();
+    let limiter = b.shadow(true).meta_limits("1 per hour").default_limits("1 per minute").build().unwrap();
+    check(&limiter, &get("/x"));
+    check(&limiter, &get("/x")); // breach 1: counted against the meta limit
+    let d = check(&limiter, &get("/x")); // the meta limit is used up: a shadow meta breach
+    assert_eq!((d.verdict(), d.shadow_limited()), (Verdict::Allowed, true));
+}
+
+// --- the limit table -----------------------------------------------------
+
+#[test]
+fn the_table_builds_the_keys_the_limiter_writes() {
+    let (b, _) = builder();
+    let limiter = b
+        .key_prefix("svc")
+        .default_limits("2 per minute")
+        .application_limits("100 per day")
+        .meta_limits("1 per hour")
+        .route(Route::new("login").path("/login").limit(Limit::new("5/minute").per_method(true)))
+        .route(Route::new("feed").path("/feed").limit(Limit::new("3/minute").shared("reads")))
+        .build()
+        .unwrap();
+    for path in ["/login", "/feed", "/other"] {
+        let d = check(&limiter, &get(path));
+        let mut written: Vec<String> = d.limits().iter().map(super::RequestLimit::storage_key).collect();
+        let route = limiter.route_info(path);
+        let mut listed: Vec<String> = route
+            .applicable("GET")
+            .iter()
+            .filter(|l| l.origin != Origin::Meta)
+            .flat_map(|l| l.keyed(limiter.key_prefix(), "127.0.0.1", "GET"))
+            .map(|k| k.storage_key())
+            .collect();
+        written.sort();
+        listed.sort();
+        assert_eq!(listed, written, "{path}");
+    }
+    let login = limiter.route_info("login");
+    assert_eq!((login.name.as_deref(), login.path.as_str()), (Some("login"), "/login"));
+    let keyed = login.own[0].keyed(limiter.key_prefix(), "127.0.0.1", "GET");
+    assert_eq!(keyed[0].storage_key(), "LIMITER/svc/127.0.0.1/login:GET/5/1/minute");
+    let remaining = |keyed: &[KeyedLimit]| block_on(limiter.peek(keyed)).unwrap()[0].remaining;
+    assert_eq!(remaining(&keyed), 4, "peek sees what check counted, and counts nothing");
+    assert_eq!(remaining(&keyed), 4);
+    block_on(limiter.clear(&keyed)).unwrap();
+    assert_eq!(remaining(&keyed), 5);
+    let table = limiter.limit_table();
+    assert_eq!(table.routes.len(), 2);
+    assert_eq!(table.meta[0].keyed(Some("svc"), "k", "GET")[0].storage_key(), "LIMITER/k/meta/1/1/hour");
+    assert_eq!(table.application[0].scope("GET"), "global");
+    let other = limiter.route_info("/other");
+    assert_eq!((other.name, other.defaults_rule), (None, DefaultsRule::Always));
+}
+
+// --- the tracing event -------------------------------------------------------
+
+/// Collects events as `LEVEL message field=value ...`.
+#[derive(Clone, Default)]
+struct Events(Arc<Mutex<Vec<String>>>);
+
+struct Fields(String);
+
+impl tracing::field::Visit for Fields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.push_str(&format!(" {}={:?}", field.name(), value));
+    }
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.push_str(&format!(" {}={}", field.name(), value));
+    }
+}
+
+impl tracing::Subscriber for Events {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut fields = Fields(event.metadata().level().to_string());
+        event.record(&mut fields);
+        self.0.lock().unwrap().push(fields.0);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[test]
+fn a_shadow_breach_is_a_warning_naming_limit_key_and_route() {
+    let (b, _) = builder();
+    let limiter =
+        b.route(Route::new("search").path("/search").limit(Limit::new("1 per minute").shadow(true))).build().unwrap();
+    let events = Events::default();
+    tracing::subscriber::with_default(events.clone(), || {
+        check(&limiter, &get("/search"));
+        check(&limiter, &get("/search"));
+    });
+    let events = events.0.lock().unwrap();
+    let warnings: Vec<&String> = events.iter().filter(|e| e.starts_with("WARN")).collect();
+    assert_eq!(warnings.len(), 1, "{events:?}");
+    let w = warnings[0];
+    for part in ["shadow mode", "key=127.0.0.1", "limit=1 per 1 minute", "route=search", "scope=search"] {
+        assert!(w.contains(part), "{part} missing from {w}");
+    }
+}
+
+// --- metrics -----------------------------------------------------------------
+
+#[cfg(feature = "metrics")]
+mod recording {
+    use std::future::{Future, ready};
+    use std::sync::atomic::AtomicBool;
+
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+    use metrics_util::{CompositeKey, MetricKind};
+
+    use super::*;
+    use crate::engine::FailurePolicy;
+    use crate::engine::metrics::{BREACHES, DECISIONS, FALLBACK_ACTIVE, STORAGE_CALL_SECONDS, STORAGE_ERRORS};
+    use crate::storage::{Batch, Key, Outcome, Storage, Supports};
+    use crate::{FixedWindow, MemoryStorage, RateLimit, StorageError, StorageErrorKind};
+
+    type Snapshot = Vec<(CompositeKey, Option<::metrics::Unit>, Option<::metrics::SharedString>, DebugValue)>;
+
+    /// Runs `f` with a recorder of its own and returns what it recorded.
+    fn recorded(f: impl FnOnce()) -> Snapshot {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter: Snapshotter = recorder.snapshotter();
+        ::metrics::with_local_recorder(&recorder, f);
+        snapshotter.snapshot().into_vec()
+    }
+
+    fn labels_match(key: &CompositeKey, labels: &[(&str, &str)]) -> bool {
+        labels.iter().all(|(k, v)| key.key().labels().any(|l| l.key() == *k && l.value() == *v))
+    }
+
+    fn counter(snapshot: &Snapshot, name: &str, labels: &[(&str, &str)]) -> u64 {
+        snapshot
+            .iter()
+            .filter(|(k, ..)| k.kind() == MetricKind::Counter && k.key().name() == name && labels_match(k, labels))
+            .map(|(.., v)| match v {
+                DebugValue::Counter(n) => n.to_owned(),
+                other => panic!("{name} is not a counter: {other:?}"),
+            })
+            .sum()
+    }
+
+    fn gauge(snapshot: &Snapshot, name: &str) -> Option<f64> {
+        snapshot.iter().find(|(k, ..)| k.key().name() == name).map(|(.., v)| match v {
+            DebugValue::Gauge(g) => g.into_inner(),
+            other => panic!("{name} is not a gauge: {other:?}"),
+        })
+    }
+
+    fn histogram_samples(snapshot: &Snapshot, name: &str, labels: &[(&str, &str)]) -> usize {
+        snapshot
+            .iter()
+            .filter(|(k, ..)| k.key().name() == name && labels_match(k, labels))
+            .map(|(.., v)| match v {
+                DebugValue::Histogram(samples) => samples.len(),
+                other => panic!("{name} is not a histogram: {other:?}"),
+            })
+            .sum()
+    }
+
+    #[test]
+    fn decisions_and_breaches_are_counted_by_route_limit_and_outcome() {
+        let (b, _) = builder();
+        let limiter = b
+            .route(
+                Route::new("search")
+                    .path("/search")
+                    .limit("2 per minute")
+                    .limit(Limit::new("1 per minute").shadow(true)),
+            )
+            .build()
+            .unwrap();
+        let snapshot = recorded(|| {
+            for _ in 0..3 {
+                check(&limiter, &get("/search"));
+            }
+        });
+        let search = ("route", "search");
+        let decision =
+            |d: &str, limit: &str| counter(&snapshot, DECISIONS, &[search, ("decision", d), ("limit", limit)]);
+        assert_eq!(decision("allowed", "2 per 1 minute"), 1);
+        assert_eq!(decision("shadow_limited", "1 per 1 minute"), 1);
+        assert_eq!(decision("limited", "2 per 1 minute"), 1);
+        assert_eq!(counter(&snapshot, DECISIONS, &[]), 3, "one decision per request");
+        assert_eq!(counter(&snapshot, BREACHES, &[search, ("shadow", "true"), ("limit", "1 per 1 minute")]), 1);
+        assert_eq!(counter(&snapshot, BREACHES, &[search, ("shadow", "false"), ("limit", "2 per 1 minute")]), 1);
+        assert_eq!(
+            histogram_samples(&snapshot, STORAGE_CALL_SECONDS, &[("storage", "memory"), ("operation", "decide")]),
+            3
+        );
+        assert_eq!(counter(&snapshot, STORAGE_ERRORS, &[]), 0);
+    }
+
+    #[test]
+    fn storage_errors_and_the_fallback_gauge() {
+        let storage = Failing::default();
+        let (b, clock) = builder();
+        let limiter = b
+            .storage(storage.clone())
+            .on_storage_failure(FailurePolicy::InMemoryFallback)
+            .default_limits("10 per minute")
+            .build()
+            .unwrap();
+        let before = recorded(|| {
+            let (b, _) = builder();
+            b.storage(storage.clone()).on_storage_failure(FailurePolicy::InMemoryFallback).build().unwrap();
+        });
+        assert_eq!(gauge(&before, FALLBACK_ACTIVE), Some(0.0), "set when the limiter is built");
+        storage.down.store(true, Ordering::Release);
+        let down = recorded(|| {
+            assert_eq!(check(&limiter, &get("/x")).verdict(), Verdict::Allowed, "counted in memory");
+        });
+        assert_eq!(
+            counter(&down, STORAGE_ERRORS, &[("storage", "failing"), ("operation", "decide"), ("kind", "unavailable")]),
+            1
+        );
+        assert_eq!(gauge(&down, FALLBACK_ACTIVE), Some(1.0));
+        storage.down.store(false, Ordering::Release);
+        clock.advance(Duration::from_secs(1));
+        let back = recorded(|| {
+            check(&limiter, &get("/x"));
+        });
+        assert_eq!(histogram_samples(&back, STORAGE_CALL_SECONDS, &[("operation", "check")]), 1, "the probe");
+        assert_eq!(gauge(&back, FALLBACK_ACTIVE), Some(0.0));
+
+        // Failing closed: a 503, counted as such.
+        let (b, _) = builder();
+        let closed = b.storage(storage.clone()).default_limits("10 per minute").build().unwrap();
+        storage.down.store(true, Ordering::Release);
+        let snapshot = recorded(|| {
+            assert_eq!(check(&closed, &get("/x")).verdict(), Verdict::Unavailable);
+        });
+        assert_eq!(counter(&snapshot, DECISIONS, &[("decision", "unavailable"), ("route", "/x")]), 1);
+    }
+
+    #[test]
+    fn describe_names_every_metric() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        ::metrics::with_local_recorder(&recorder, || {
+            crate::engine::metrics::describe();
+            // Descriptions are reported with the metrics they describe.
+            ::metrics::counter!(DECISIONS).increment(1);
+            ::metrics::histogram!(STORAGE_CALL_SECONDS).record(0.001);
+        });
+        let snapshot = snapshotter.snapshot().into_vec();
+        let described =
+            |name: &str| snapshot.iter().find(|(k, ..)| k.key().name() == name).and_then(|(_, _, d, _)| d.clone());
+        assert!(described(DECISIONS).is_some_and(|d| d.contains("decided")));
+        let unit = snapshot.iter().find(|(k, ..)| k.key().name() == STORAGE_CALL_SECONDS).and_then(|(_, u, ..)| *u);
+        assert_eq!(unit, Some(::metrics::Unit::Seconds));
+    }
+
+    /// A memory storage that fails while `down`.
+    #[derive(Clone, Default)]
+    struct Failing {
+        memory: MemoryStorage,
+        down: Arc<AtomicBool>,
+    }
+
+    impl Failing {
+        fn gate(&self) -> Result<(), StorageError> {
+            if self.down.load(Ordering::Acquire) {
+                Err(StorageError::new(StorageErrorKind::Unavailable, "failing", "down for the test"))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    impl Storage for Failing {
+        fn name(&self) -> &'static str {
+            "failing"
+        }
+        fn check(&self) -> impl Future<Output = Result<(), StorageError>> + Send {
+            ready(self.gate())
+        }
+        fn reset(&self) -> impl Future<Output = Result<(), StorageError>> + Send {
+            ready(self.gate())
+        }
+    }
+
+    impl Supports<FixedWindow> for Failing {
+        fn decide<'a>(
+            &'a self,
+            strategy: FixedWindow,
+            batch: &'a Batch<'a>,
+        ) -> impl Future<Output = Result<Outcome, StorageError>> + Send + 'a {
+            let gate = self.gate();
+            async move {
+                gate?;
+                self.memory.decide(strategy, batch).await
+            }
+        }
+        fn clear<'a>(
+            &'a self,
+            strategy: FixedWindow,
+            limit: &'a RateLimit,
+            key: Key<'a>,
+        ) -> impl Future<Output = Result<(), StorageError>> + Send + 'a {
+            self.memory.clear(strategy, limit, key)
+        }
+    }
+
+    crate::dyn_storage!(Failing: FixedWindow);
+}
+
+// --- deciding at once (`Limiter::check_now`) --------------------------------
+
+mod immediate {
+    use std::future::{Future, ready};
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+    use crate::engine::FailurePolicy;
+    use crate::error::{StorageError, StorageErrorKind};
+    use crate::limit::RateLimit;
+    use crate::storage::{Batch, Key, Outcome, Storage, Supports};
+    use crate::{FixedWindow, MemoryStorage};
+
+    /// A memory storage, failing while `down`; `immediate` or not by type.
+    #[derive(Clone, Default)]
+    struct Gated {
+        memory: MemoryStorage,
+        down: Arc<AtomicBool>,
+    }
+
+    #[derive(Clone, Default)]
+    struct Now(Gated);
+
+    #[derive(Clone, Default)]
+    struct Later(Gated);
+
+    impl Gated {
+        fn gate(&self) -> Result<(), StorageError> {
+            if self.down.load(Ordering::Acquire) {
+                Err(StorageError::new(StorageErrorKind::Unavailable, "gated", "down for the test"))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    macro_rules! gated {
+        ($ty:ident) => {
+            impl Storage for $ty {
+                fn name(&self) -> &'static str {
+                    "gated"
+                }
+                fn check(&self) -> impl Future<Output = Result<(), crate::StorageError>> + Send {
+                    ready(self.0.gate())
+                }
+                fn reset(&self) -> impl Future<Output = Result<(), crate::StorageError>> + Send {
+                    ready(self.0.gate())
+                }
+            }
+
+            impl Supports<FixedWindow> for $ty {
+                fn decide<'a>(
+                    &'a self,
+                    strategy: FixedWindow,
+                    batch: &'a Batch<'a>,
+                ) -> impl Future<Output = Result<Outcome, crate::StorageError>> + Send + 'a {
+                    let gate = self.0.gate();
+                    async move {
+                        gate?;
+                        self.0.memory.decide(strategy, batch).await
+                    }
+                }
+                fn clear<'a>(
+                    &'a self,
+                    strategy: FixedWindow,
+                    limit: &'a RateLimit,
+                    key: Key<'a>,
+                ) -> impl Future<Output = Result<(), crate::StorageError>> + Send + 'a {
+                    self.0.memory.clear(strategy, limit, key)
+                }
+            }
+        };
+    }
+
+    gated!(Now);
+    gated!(Later);
+    crate::dyn_storage!(Now: FixedWindow; immediate);
+    crate::dyn_storage!(Later: FixedWindow);
+
+    #[test]
+    fn a_storage_that_waits_is_left_to_check() {
+        let (b, _) = builder();
+        let limiter = b.storage(Later::default()).default_limits("2/minute").build().unwrap();
+        assert!(limiter.check_now(&get("/a")).is_none(), "nothing decided, nothing counted");
+        assert_eq!(check(&limiter, &get("/a")).verdict(), Verdict::Allowed);
+        assert_eq!(check(&limiter, &get("/a")).verdict(), Verdict::Allowed);
+        assert_eq!(check(&limiter, &get("/a")).verdict(), Verdict::Limited, "check_now counted nothing");
+    }
+
+    #[test]
+    fn an_immediate_storage_is_decided_at_once_as_check_decides() {
+        let (b, _) = builder();
+        let limiter = b.storage(Now::default()).default_limits("2/minute").build().unwrap();
+        let first = limiter.check_now(&get("/a")).unwrap();
+        assert_eq!(first.verdict(), Verdict::Allowed);
+        assert_eq!(header(&first, "X-RateLimit-Remaining"), Some("1"));
+        assert_eq!(first.limits()[0].storage_key(), "LIMITER/127.0.0.1//a/2/1/minute");
+        assert_eq!(check(&limiter, &get("/a")).verdict(), Verdict::Allowed);
+        let third = limiter.check_now(&get("/a")).unwrap();
+        assert_eq!(third.verdict(), Verdict::Limited);
+        let retry = third.rejection().unwrap().headers.iter().find(|(n, _)| &**n == "Retry-After");
+        assert_eq!(retry.map(|(_, v)| v.as_str()), Some("60"));
+    }
+
+    #[test]
+    fn an_immediate_storage_that_fails_follows_the_failure_policy_at_once() {
+        let storage = Now::default();
+        storage.0.down.store(true, Ordering::Release);
+        let (b, _) = builder();
+        let open = b.storage(storage.clone()).on_storage_failure(FailurePolicy::FailOpen).default_limits("1/minute");
+        let open = open.build().unwrap();
+        assert_eq!(open.check_now(&get("/a")).unwrap().verdict(), Verdict::FailedOpen);
+
+        let (b, _) = builder();
+        let fallback = b.storage(storage.clone()).on_storage_failure(FailurePolicy::InMemoryFallback);
+        let fallback = fallback.default_limits("1/minute").build().unwrap();
+        let first = fallback.check_now(&get("/a")).unwrap();
+        assert_eq!(first.verdict(), Verdict::Allowed, "counted in memory");
+        let second = fallback.check_now(&get("/a")).unwrap();
+        assert_eq!(second.verdict(), Verdict::Limited, "the fallback counts the same limits");
+    }
+}
