@@ -24,6 +24,51 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Deployments
+//!
+//! [`RedisStorage::connect`] reads `limits`' URIs (each also spelled with
+//! `valkey`): one server over TCP (`redis://`), TLS (`rediss://`) or a unix
+//! socket (`redis+unix://`, `unix://`); a cluster (`redis+cluster://`); or
+//! the master of a sentinel service (`redis+sentinel://`).
+//!
+//! * **Cluster.** A script may only touch keys of one slot, and `limits`'
+//!   keys carry no hash tag (the sliding window's `{key}` and `{key}/-1`
+//!   share the tag `{key}`, so one item never spans two slots). A request's
+//!   items are grouped by slot; one slot is one atomic call as on a single
+//!   server. Across slots, peeks and sequential batches without stop send
+//!   one call per slot, all at once, and put the answers back in batch
+//!   order (one parallel round trip). Sequential batches that stop at the
+//!   first refusal (the default) and all-or-nothing batches take two
+//!   parallel round trips: a trial that consumes nothing, then the real
+//!   decision of the items the trial let through. **Atomicity holds per
+//!   slot only**: a request racing between the two phases can make one
+//!   slot refuse after another consumed; the request is then refused and
+//!   the consumed hits stay counted (over-counting, never over-admitting).
+//!   A `NOSCRIPT` from any node loads the script on every primary and
+//!   retries. Cluster topology changes (`MOVED`, `ASK`) are followed.
+//!   A key prefix with a hash tag (`key_prefix = "{LIMITS}"`, which
+//!   `limits` also accepts) puts every key in one slot: one atomic call per
+//!   request whatever the mode, at the price of all limiting load on one
+//!   master.
+//! * **Sentinel.** The sentinels are asked for the master
+//!   (`SENTINEL get-master-addr-by-name`) at startup (an unknown service
+//!   fails there) and whenever the connection fails as a lost or demoted
+//!   master fails (I/O errors, timeouts, `READONLY`, `MASTERDOWN`); they
+//!   are also asked every [`RedisOptions::sentinel_check_interval`], because
+//!   after `SENTINEL FAILOVER` the old master keeps accepting writes for
+//!   seconds. Calls during a failover fail fast with an `Unavailable` or
+//!   `Timeout` error, for the failure policy to answer. Every call goes to
+//!   the master: reads from replicas (`use_replicas`) would only serve
+//!   peeks, with stale counts.
+//! * **TLS.** rustls with the ring provider; the system's trusted roots, or
+//!   [`RedisOptions::tls_ca_certs`]; a client certificate for mutual TLS.
+//!   TLS to cluster nodes and sentinels is not offered (`limits` has no
+//!   URI for it).
+//!
+//! Connect and call timeouts are always set ([`RedisOptions`]); the names
+//! of Flask-Limiter's `RATELIMIT_STORAGE_OPTIONS` are read by
+//! [`RedisOptions::from_pairs`].
 
 use std::fmt;
 use std::future::Future;
@@ -34,18 +79,26 @@ use limiter_core::strategy::{gcra_state, sliding_window_state};
 use limiter_core::{
     FixedWindow, Gcra, MovingWindow, RateLimit, SlidingWindowCounter, StorageError, StorageErrorKind, Timestamp,
 };
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::Value;
+
+mod cluster;
+mod connection;
+mod options;
+mod sentinel;
+mod slot;
+mod uri;
+
+use connection::Link;
+pub use options::{DEFAULT_KEY_PREFIX, OPTION_NAMES, RedisOptions};
 
 const NAME: &str = "redis";
 
-/// The key prefix `limits` puts in front of every Redis key.
-pub const DEFAULT_KEY_PREFIX: &str = "LIMITS";
-
-/// A Redis or Valkey server, through one multiplexed connection that
-/// reconnects by itself, with connect and response timeouts always set.
+/// A Redis or Valkey deployment: one server (TCP, TLS or unix socket), a
+/// cluster, or a sentinel-watched master; connect and response timeouts
+/// always set, reconnecting by itself.
 #[derive(Clone)]
 pub struct RedisStorage {
-    connection: ConnectionManager,
+    link: Link,
     prefix: String,
     fixed_window: redis::Script,
     gcra: redis::Script,
@@ -61,32 +114,13 @@ impl fmt::Debug for RedisStorage {
     }
 }
 
-/// Connection settings.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct RedisOptions {
-    /// The prefix of every key (`limits`' `key_prefix`, default `LIMITS`).
-    pub key_prefix: String,
-    /// How long connecting may take.
-    pub connect_timeout: Duration,
-    /// How long one call may take.
-    pub response_timeout: Duration,
-}
-
-impl Default for RedisOptions {
-    fn default() -> Self {
-        RedisOptions {
-            key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
-            connect_timeout: Duration::from_secs(1),
-            response_timeout: Duration::from_millis(500),
-        }
-    }
-}
-
-fn error(e: &redis::RedisError) -> StorageError {
+pub(crate) fn error(e: &redis::RedisError) -> StorageError {
     let kind = if e.is_timeout() {
         StorageErrorKind::Timeout
     } else if e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() {
+        StorageErrorKind::Unavailable
+    } else if matches!(e.code(), Some("READONLY" | "MASTERDOWN" | "LOADING" | "CLUSTERDOWN" | "TRYAGAIN")) {
+        // A failover in progress: the next calls go to the new master.
         StorageErrorKind::Unavailable
     } else {
         StorageErrorKind::Rejected
@@ -95,8 +129,16 @@ fn error(e: &redis::RedisError) -> StorageError {
 }
 
 impl RedisStorage {
-    /// Connects to `url` (`redis://[user:password@]host:port[/db]`) with the
-    /// default options.
+    /// Connects to `url` with the default options. The schemes are those
+    /// of `limits`, each also spelled with `valkey`:
+    ///
+    /// | URI | deployment |
+    /// | --- | --- |
+    /// | `redis://[[user]:password@]host:port[/db]` | one server |
+    /// | `rediss://…` (same form) | one server over TLS |
+    /// | `redis+unix:///path/to/redis.sock[?db=N&password=…]`, `unix://…` | one server on a unix socket |
+    /// | `redis+cluster://[[user]:password@]host:port,host:port,…` | a cluster, from any of its nodes |
+    /// | `redis+sentinel://[[user]:password@]host:port,host:port/service[/db]` | the master of a sentinel service |
     ///
     /// # Errors
     ///
@@ -110,27 +152,14 @@ impl RedisStorage {
     ///
     /// # Errors
     ///
-    /// As [`connect`](Self::connect).
+    /// As [`connect`](Self::connect); also a TLS file of `options` that
+    /// cannot be read.
     pub async fn connect_with(url: &str, options: RedisOptions) -> Result<Self, StorageError> {
         let address = limiter_core::engine::redact_uri(url);
-        let client = redis::Client::open(url).map_err(|e| {
-            StorageError::new(
-                StorageErrorKind::Rejected,
-                NAME,
-                format!("invalid Redis URL {address}: {}", e.kind_name()),
-            )
-        })?;
-        // Reconnect quickly and give up fast: while the server is away the
-        // failure policy answers, and a call must not wait on a long backoff.
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(options.connect_timeout))
-            .set_response_timeout(Some(options.response_timeout))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(10))
-            .set_max_delay(Duration::from_millis(100));
-        let connection = ConnectionManager::new_with_config(client, config).await.map_err(|e| error(&e))?;
+        let target = uri::parse(url, &options, &address)?;
+        let link = Link::connect(target, &options, &address).await?;
         Ok(RedisStorage {
-            connection,
+            link,
             prefix: options.key_prefix,
             fixed_window: redis::Script::new(concat!(
                 include_str!("lua/fixed_window.lua"),
@@ -163,17 +192,109 @@ impl RedisStorage {
         limit.write_key(key.namespace(), key.identifiers(), &mut out);
         out
     }
-}
 
-trait RedisErrorName {
-    fn kind_name(&self) -> String;
-}
-
-impl RedisErrorName for redis::RedisError {
-    /// The error's category without its details, which may echo the URL.
-    fn kind_name(&self) -> String {
-        format!("{:?}", self.kind())
+    /// Deletes `keys` (which may lie in different cluster slots).
+    async fn delete(&self, keys: Vec<String>) -> Result<(), StorageError> {
+        if self.link.is_cluster() {
+            let calls =
+                keys.into_iter().map(|key| async move { self.link.query::<i64>(redis::cmd("DEL").arg(key)).await });
+            futures_util::future::try_join_all(calls).await.map(drop).map_err(|e| error(&e))
+        } else {
+            self.link.query::<i64>(redis::cmd("DEL").arg(keys)).await.map(drop).map_err(|e| error(&e))
+        }
     }
+
+    /// Decides `batch` with strategy `S`: one script call, or on a cluster
+    /// one per slot group (see [`cluster`]).
+    async fn decide_batch<S: ScriptStrategy>(&self, batch: &Batch<'_>) -> Result<Outcome, StorageError> {
+        let items: Vec<&Item<'_>> = batch.items.iter().collect();
+        let states = if self.link.is_cluster() {
+            cluster::decide::<S>(self, batch.mode, &items, batch.now).await?
+        } else {
+            self.call::<S>(Run::from(batch.mode), &items, batch.now).await?
+        };
+        let mut outcome = Outcome::with_capacity(states.len());
+        for state in states {
+            outcome.push(state);
+        }
+        Ok(outcome)
+    }
+
+    /// One script call deciding `items` (all in one slot on a cluster).
+    async fn call<S: ScriptStrategy>(
+        &self,
+        run: Run,
+        items: &[&Item<'_>],
+        now: Timestamp,
+    ) -> Result<Vec<Option<LimitState>>, StorageError> {
+        let mut invocation = S::script(self).prepare_invoke();
+        invocation.arg(run as u8).arg(S::clock(now));
+        for item in items {
+            S::push(self, &mut invocation, item);
+        }
+        let reply: Vec<Value> = self.link.invoke(&invocation).await.map_err(|e| error(&e))?;
+        let states = S::read(&reply, items, now)?;
+        if states.len() != items.len() {
+            return Err(short(S::NAME));
+        }
+        Ok(states)
+    }
+}
+
+/// How the scripts' driver decides a batch (its ARGV[1]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum Run {
+    /// Sequential, stopping at the first refusal.
+    Stop = 0,
+    /// Sequential, every item.
+    NoStop = 1,
+    /// Every item consumes only if all fit.
+    AllOrNothing = 2,
+    /// Every item tested alone, nothing consumed.
+    Peek = 3,
+    /// All or nothing decided but never consumed: the trial phase of a
+    /// batch spanning cluster slots.
+    Trial = 4,
+}
+
+impl From<Mode> for Run {
+    fn from(mode: Mode) -> Self {
+        match mode {
+            Mode::Sequential { stop_at_first_breach: true } => Run::Stop,
+            Mode::Sequential { stop_at_first_breach: false } => Run::NoStop,
+            Mode::AllOrNothing => Run::AllOrNothing,
+            _ => Run::Peek,
+        }
+    }
+}
+
+fn short(script: &str) -> StorageError {
+    StorageError::new(StorageErrorKind::Protocol, NAME, format!("short reply from the {script} script"))
+}
+
+/// What a strategy's script needs and answers.
+trait ScriptStrategy {
+    /// Its name in errors.
+    const NAME: &'static str;
+    /// Its script.
+    fn script(storage: &RedisStorage) -> &redis::Script;
+    /// ARGV[2]: the time, for the strategies that take the limiter's.
+    fn clock(_now: Timestamp) -> String {
+        String::from("0")
+    }
+    /// The first key of `item` (every key of an item lies in its slot).
+    fn first_key(storage: &RedisStorage, item: &Item<'_>) -> String;
+    /// The keys and arguments of `item`.
+    fn push(storage: &RedisStorage, invocation: &mut redis::ScriptInvocation<'_>, item: &Item<'_>);
+    /// The states of `items` from the script's reply.
+    fn read(reply: &[Value], items: &[&Item<'_>], now: Timestamp) -> Result<Vec<Option<LimitState>>, StorageError>;
+}
+
+/// A reply field as a signed number (TTLs are negative for missing keys).
+fn int(value: &Value) -> Result<i64, StorageError> {
+    redis::from_redis_value::<i64>(value.clone())
+        .map_err(|e| StorageError::new(StorageErrorKind::Protocol, NAME, e.to_string()))
 }
 
 impl Storage for RedisStorage {
@@ -181,16 +302,67 @@ impl Storage for RedisStorage {
         NAME
     }
 
-    fn check(&self) -> impl Future<Output = Result<(), StorageError>> + Send {
-        let mut connection = self.connection.clone();
-        async move { redis::cmd("PING").query_async::<String>(&mut connection).await.map(drop).map_err(|e| error(&e)) }
+    async fn check(&self) -> Result<(), StorageError> {
+        self.link.query::<String>(&redis::cmd("PING")).await.map(drop).map_err(|e| error(&e))
     }
 
     fn reset(&self) -> impl Future<Output = Result<(), StorageError>> + Send {
-        let mut connection = self.connection.clone();
         let pattern = format!("{}:*", self.prefix);
-        let script = self.clear_keys.clone();
-        async move { script.key(pattern).invoke_async::<i64>(&mut connection).await.map(drop).map_err(|e| error(&e)) }
+        async move {
+            if self.link.is_cluster() {
+                // KEYS goes to every primary; each key is deleted in its slot.
+                let keys: Vec<String> =
+                    self.link.query(redis::cmd("KEYS").arg(&pattern)).await.map_err(|e| error(&e))?;
+                return self.delete(keys).await;
+            }
+            let mut invocation = self.clear_keys.prepare_invoke();
+            invocation.key(pattern);
+            self.link.invoke::<i64>(&invocation).await.map(drop).map_err(|e| error(&e))
+        }
+    }
+}
+
+impl ScriptStrategy for FixedWindow {
+    const NAME: &'static str = "fixed-window";
+
+    fn script(storage: &RedisStorage) -> &redis::Script {
+        &storage.fixed_window
+    }
+
+    fn first_key(storage: &RedisStorage, item: &Item<'_>) -> String {
+        storage.key(&item.limit, &item.key)
+    }
+
+    fn push(storage: &RedisStorage, invocation: &mut redis::ScriptInvocation<'_>, item: &Item<'_>) {
+        invocation.key(storage.key(&item.limit, &item.key));
+        item_args(invocation, item, item.limit.window_secs());
+    }
+
+    fn read(reply: &[Value], items: &[&Item<'_>], now: Timestamp) -> Result<Vec<Option<LimitState>>, StorageError> {
+        if reply.len() != items.len() * 4 {
+            return Err(short(Self::NAME));
+        }
+        let mut states = Vec::with_capacity(items.len());
+        for (item, fields) in items.iter().zip(reply.chunks(4)) {
+            let [evaluated, allowed, count, pttl] = fields else { return Err(short(Self::NAME)) };
+            if int(evaluated)? == 0 {
+                states.push(None);
+                continue;
+            }
+            let amount = item.limit.amount();
+            let count = u64::try_from(int(count)?).unwrap_or(0);
+            let reset_at = match u64::try_from(int(pttl)?) {
+                Ok(ms) if ms > 0 => now.saturating_add(Duration::from_millis(ms)),
+                _ => now,
+            };
+            let remaining = amount.saturating_sub(count);
+            states.push(Some(if int(allowed)? == 1 {
+                LimitState::allowed(remaining, reset_at)
+            } else {
+                LimitState::limited(remaining, reset_at, (item.cost <= amount).then_some(reset_at))
+            }));
+        }
+        Ok(states)
     }
 }
 
@@ -200,43 +372,7 @@ impl Supports<FixedWindow> for RedisStorage {
         _: FixedWindow,
         batch: &'a Batch<'a>,
     ) -> impl Future<Output = Result<Outcome, StorageError>> + Send + 'a {
-        let mut connection = self.connection.clone();
-        let mut invocation = self.fixed_window.prepare_invoke();
-        invocation.arg(mode_code(batch.mode)).arg(0);
-        for item in batch.items {
-            invocation.key(self.key(&item.limit, &item.key));
-            item_args(&mut invocation, item, item.limit.window_secs());
-        }
-        async move {
-            let reply: Vec<i64> = invocation.invoke_async(&mut connection).await.map_err(|e| error(&e))?;
-            let now = batch.now;
-            let mut outcome = Outcome::with_capacity(batch.items.len());
-            for (item, fields) in batch.items.iter().zip(reply.chunks(4)) {
-                let [evaluated, allowed, count, pttl] = fields else {
-                    return Err(StorageError::new(StorageErrorKind::Protocol, NAME, "short reply from the script"));
-                };
-                if *evaluated == 0 {
-                    outcome.push(None);
-                    continue;
-                }
-                let amount = item.limit.amount();
-                let count = u64::try_from(*count).unwrap_or(0);
-                let reset_at = match u64::try_from(*pttl) {
-                    Ok(ms) if ms > 0 => now.saturating_add(Duration::from_millis(ms)),
-                    _ => now,
-                };
-                let remaining = amount.saturating_sub(count);
-                outcome.push(Some(if *allowed == 1 {
-                    LimitState::allowed(remaining, reset_at)
-                } else {
-                    LimitState::limited(remaining, reset_at, (item.cost <= amount).then_some(reset_at))
-                }));
-            }
-            if outcome.states().len() != batch.items.len() {
-                return Err(StorageError::new(StorageErrorKind::Protocol, NAME, "short reply from the script"));
-            }
-            Ok(outcome)
-        }
+        self.decide_batch::<FixedWindow>(batch)
     }
 
     fn clear<'a>(
@@ -245,9 +381,8 @@ impl Supports<FixedWindow> for RedisStorage {
         limit: &'a RateLimit,
         key: Key<'a>,
     ) -> impl Future<Output = Result<(), StorageError>> + Send + 'a {
-        let mut connection = self.connection.clone();
         let key = self.key(limit, &key);
-        async move { redis::cmd("DEL").arg(key).query_async::<i64>(&mut connection).await.map(drop).map_err(|e| error(&e)) }
+        self.delete(vec![key])
     }
 }
 
@@ -257,17 +392,46 @@ fn item_args(invocation: &mut redis::ScriptInvocation<'_>, item: &Item<'_>, wind
     invocation.arg(item.limit.amount()).arg(window).arg(item.cost).arg(u8::from(item.action == Action::Peek));
 }
 
-/// The scripts' code for a batch mode.
-fn mode_code(mode: Mode) -> u8 {
-    match mode {
-        Mode::Sequential { stop_at_first_breach: true } => 0,
-        Mode::Sequential { stop_at_first_breach: false } => 1,
-        Mode::AllOrNothing => 2,
-        _ => 3,
+const GCRA_KEY: &str = "gcra:";
+
+impl ScriptStrategy for Gcra {
+    const NAME: &'static str = "GCRA";
+
+    fn script(storage: &RedisStorage) -> &redis::Script {
+        &storage.gcra
+    }
+
+    fn first_key(storage: &RedisStorage, item: &Item<'_>) -> String {
+        storage.key_in(GCRA_KEY, &item.limit, &item.key)
+    }
+
+    fn push(storage: &RedisStorage, invocation: &mut redis::ScriptInvocation<'_>, item: &Item<'_>) {
+        invocation.key(storage.key_in(GCRA_KEY, &item.limit, &item.key));
+        item_args(invocation, item, item.limit.window_nanos() / 1_000);
+    }
+
+    fn read(reply: &[Value], items: &[&Item<'_>], now: Timestamp) -> Result<Vec<Option<LimitState>>, StorageError> {
+        let Some((server_now, fields)) = reply.split_first() else { return Err(short(Self::NAME)) };
+        if fields.len() != items.len() * 3 {
+            return Err(short(Self::NAME));
+        }
+        // The script decides on the server's clock; times are reported on
+        // the limiter's, shifted by the difference.
+        let server_now = Timestamp::from_nanos(number(server_now)?.saturating_mul(1_000));
+        let mut states = Vec::with_capacity(items.len());
+        for (item, fields) in items.iter().zip(fields.chunks(3)) {
+            let [evaluated, allowed, tat] = fields else { return Err(short(Self::NAME)) };
+            if number(evaluated)? == 0 {
+                states.push(None);
+                continue;
+            }
+            let tat = Timestamp::from_nanos(number(tat)?.saturating_mul(1_000));
+            let state = gcra_state(&item.limit, tat, server_now, number(allowed)? == 1, item.cost);
+            states.push(Some(shift_state(state, server_now, now)));
+        }
+        Ok(states)
     }
 }
-
-const GCRA_KEY: &str = "gcra:";
 
 impl Supports<Gcra> for RedisStorage {
     fn decide<'a>(
@@ -275,37 +439,7 @@ impl Supports<Gcra> for RedisStorage {
         _: Gcra,
         batch: &'a Batch<'a>,
     ) -> impl Future<Output = Result<Outcome, StorageError>> + Send + 'a {
-        let mut connection = self.connection.clone();
-        let mut invocation = self.gcra.prepare_invoke();
-        let now = batch.now;
-        invocation.arg(mode_code(batch.mode)).arg(0);
-        for item in batch.items {
-            invocation.key(self.key_in(GCRA_KEY, &item.limit, &item.key));
-            item_args(&mut invocation, item, item.limit.window_nanos() / 1_000);
-        }
-        async move {
-            let reply: Vec<redis::Value> = invocation.invoke_async(&mut connection).await.map_err(|e| error(&e))?;
-            let short = || StorageError::new(StorageErrorKind::Protocol, NAME, "short reply from the GCRA script");
-            let Some((server_now, items)) = reply.split_first() else { return Err(short()) };
-            if items.len() != batch.items.len() * 3 {
-                return Err(short());
-            }
-            // The script decides on the server's clock; times are reported on
-            // the limiter's, shifted by the difference.
-            let server_now = Timestamp::from_nanos(number(server_now)?.saturating_mul(1_000));
-            let mut outcome = Outcome::with_capacity(batch.items.len());
-            for (item, fields) in batch.items.iter().zip(items.chunks(3)) {
-                let [evaluated, allowed, tat] = fields else { return Err(short()) };
-                if number(evaluated)? == 0 {
-                    outcome.push(None);
-                    continue;
-                }
-                let tat = Timestamp::from_nanos(number(tat)?.saturating_mul(1_000));
-                let state = gcra_state(&item.limit, tat, server_now, number(allowed)? == 1, item.cost);
-                outcome.push(Some(shift_state(state, server_now, now)));
-            }
-            Ok(outcome)
-        }
+        self.decide_batch::<Gcra>(batch)
     }
 
     fn clear<'a>(
@@ -314,9 +448,8 @@ impl Supports<Gcra> for RedisStorage {
         limit: &'a RateLimit,
         key: Key<'a>,
     ) -> impl Future<Output = Result<(), StorageError>> + Send + 'a {
-        let mut connection = self.connection.clone();
         let key = self.key_in(GCRA_KEY, limit, &key);
-        async move { redis::cmd("DEL").arg(key).query_async::<i64>(&mut connection).await.map(drop).map_err(|e| error(&e)) }
+        self.delete(vec![key])
     }
 }
 
@@ -331,13 +464,13 @@ fn shift_state(mut state: LimitState, server_now: Timestamp, now: Timestamp) -> 
 }
 
 /// A reply field as a number.
-fn number(value: &redis::Value) -> Result<u64, StorageError> {
+fn number(value: &Value) -> Result<u64, StorageError> {
     redis::from_redis_value::<u64>(value.clone())
         .map_err(|e| StorageError::new(StorageErrorKind::Protocol, NAME, e.to_string()))
 }
 
 /// A reply field holding float seconds (`''`: none), as a timestamp.
-fn seconds(value: &redis::Value) -> Result<Option<Timestamp>, StorageError> {
+fn seconds(value: &Value) -> Result<Option<Timestamp>, StorageError> {
     let text = redis::from_redis_value::<String>(value.clone())
         .map_err(|e| StorageError::new(StorageErrorKind::Protocol, NAME, e.to_string()))?;
     if text.is_empty() {
@@ -355,53 +488,66 @@ fn float_seconds(now: Timestamp) -> String {
     format!("{}.{:06}", nanos / 1_000_000_000, (nanos % 1_000_000_000) / 1_000)
 }
 
+impl ScriptStrategy for MovingWindow {
+    const NAME: &'static str = "moving-window";
+
+    fn script(storage: &RedisStorage) -> &redis::Script {
+        &storage.moving_window
+    }
+
+    fn clock(now: Timestamp) -> String {
+        float_seconds(now)
+    }
+
+    fn first_key(storage: &RedisStorage, item: &Item<'_>) -> String {
+        storage.key(&item.limit, &item.key)
+    }
+
+    fn push(storage: &RedisStorage, invocation: &mut redis::ScriptInvocation<'_>, item: &Item<'_>) {
+        invocation.key(storage.key(&item.limit, &item.key));
+        item_args(invocation, item, item.limit.window_secs());
+    }
+
+    fn read(reply: &[Value], items: &[&Item<'_>], now: Timestamp) -> Result<Vec<Option<LimitState>>, StorageError> {
+        if reply.len() != items.len() * 5 {
+            return Err(short(Self::NAME));
+        }
+        let mut states = Vec::with_capacity(items.len());
+        for (item, fields) in items.iter().zip(reply.chunks(5)) {
+            let [evaluated, allowed, count, oldest, blocking] = fields else { return Err(short(Self::NAME)) };
+            if number(evaluated)? == 0 {
+                states.push(None);
+                continue;
+            }
+            let window = item.limit.window();
+            let amount = item.limit.amount();
+            let remaining = amount.saturating_sub(number(count)?);
+            // `limits`: the oldest hit in the window plus the window; now plus the window if none.
+            let reset_at = seconds(oldest)?.unwrap_or(now).saturating_add(window);
+            states.push(Some(if number(allowed)? == 1 {
+                LimitState::allowed(remaining, reset_at)
+            } else {
+                // The blocking hit leaves the window just after `hit + window`.
+                let retry = (item.cost <= amount).then(|| {
+                    seconds(blocking)
+                        .ok()
+                        .flatten()
+                        .map_or(now, |hit| hit.saturating_add(window).saturating_add(Duration::from_micros(1)).max(now))
+                });
+                LimitState::limited(remaining, reset_at, retry)
+            }));
+        }
+        Ok(states)
+    }
+}
+
 impl Supports<MovingWindow> for RedisStorage {
     fn decide<'a>(
         &'a self,
         _: MovingWindow,
         batch: &'a Batch<'a>,
     ) -> impl Future<Output = Result<Outcome, StorageError>> + Send + 'a {
-        let mut connection = self.connection.clone();
-        let mut invocation = self.moving_window.prepare_invoke();
-        let now = batch.now;
-        invocation.arg(mode_code(batch.mode)).arg(float_seconds(now));
-        for item in batch.items {
-            invocation.key(self.key(&item.limit, &item.key));
-            item_args(&mut invocation, item, item.limit.window_secs());
-        }
-        async move {
-            let reply: Vec<redis::Value> = invocation.invoke_async(&mut connection).await.map_err(|e| error(&e))?;
-            let short =
-                || StorageError::new(StorageErrorKind::Protocol, NAME, "short reply from the moving-window script");
-            if reply.len() != batch.items.len() * 5 {
-                return Err(short());
-            }
-            let mut outcome = Outcome::with_capacity(batch.items.len());
-            for (item, fields) in batch.items.iter().zip(reply.chunks(5)) {
-                let [evaluated, allowed, count, oldest, blocking] = fields else { return Err(short()) };
-                if number(evaluated)? == 0 {
-                    outcome.push(None);
-                    continue;
-                }
-                let window = item.limit.window();
-                let amount = item.limit.amount();
-                let remaining = amount.saturating_sub(number(count)?);
-                // `limits`: the oldest hit in the window plus the window; now plus the window if none.
-                let reset_at = seconds(oldest)?.unwrap_or(now).saturating_add(window);
-                outcome.push(Some(if number(allowed)? == 1 {
-                    LimitState::allowed(remaining, reset_at)
-                } else {
-                    // The blocking hit leaves the window just after `hit + window`.
-                    let retry = (item.cost <= amount).then(|| {
-                        seconds(blocking).ok().flatten().map_or(now, |hit| {
-                            hit.saturating_add(window).saturating_add(Duration::from_micros(1)).max(now)
-                        })
-                    });
-                    LimitState::limited(remaining, reset_at, retry)
-                }));
-            }
-            Ok(outcome)
-        }
+        self.decide_batch::<MovingWindow>(batch)
     }
 
     fn clear<'a>(
@@ -427,50 +573,55 @@ impl RedisStorage {
     }
 }
 
+impl ScriptStrategy for SlidingWindowCounter {
+    const NAME: &'static str = "sliding-window";
+
+    fn script(storage: &RedisStorage) -> &redis::Script {
+        &storage.sliding_window
+    }
+
+    fn first_key(storage: &RedisStorage, item: &Item<'_>) -> String {
+        storage.sliding_keys(&item.limit, &item.key).0
+    }
+
+    fn push(storage: &RedisStorage, invocation: &mut redis::ScriptInvocation<'_>, item: &Item<'_>) {
+        let (previous, current) = storage.sliding_keys(&item.limit, &item.key);
+        invocation.key(previous).key(current);
+        item_args(invocation, item, item.limit.window_secs());
+    }
+
+    fn read(reply: &[Value], items: &[&Item<'_>], now: Timestamp) -> Result<Vec<Option<LimitState>>, StorageError> {
+        if reply.len() != items.len() * 6 {
+            return Err(short(Self::NAME));
+        }
+        let mut states = Vec::with_capacity(items.len());
+        for (item, fields) in items.iter().zip(reply.chunks(6)) {
+            let [evaluated, allowed, prev, prev_ttl, cur, cur_ttl] = fields else { return Err(short(Self::NAME)) };
+            let (prev, prev_ttl, cur, cur_ttl) = (int(prev)?, int(prev_ttl)?, int(cur)?, int(cur_ttl)?);
+            if int(evaluated)? == 0 {
+                states.push(None);
+                continue;
+            }
+            let window_ms = i64::try_from(item.limit.window_secs().saturating_mul(1_000)).unwrap_or(i64::MAX);
+            // What is left of the current window: the previous count's
+            // TTL, or, before any shift, the current one's beyond a window.
+            let left_ms = if prev_ttl > 0 { prev_ttl } else { (cur_ttl - window_ms).max(0) };
+            let left = Duration::from_millis(u64::try_from(left_ms).unwrap_or(0));
+            let (prev, cur) = (u64::try_from(prev).unwrap_or(0), u64::try_from(cur).unwrap_or(0));
+            let prev = if prev_ttl > 0 { prev } else { 0 };
+            states.push(Some(sliding_window_state(&item.limit, prev, cur, left, now, int(allowed)? == 1, item.cost)));
+        }
+        Ok(states)
+    }
+}
+
 impl Supports<SlidingWindowCounter> for RedisStorage {
     fn decide<'a>(
         &'a self,
         _: SlidingWindowCounter,
         batch: &'a Batch<'a>,
     ) -> impl Future<Output = Result<Outcome, StorageError>> + Send + 'a {
-        let mut connection = self.connection.clone();
-        let mut invocation = self.sliding_window.prepare_invoke();
-        let now = batch.now;
-        invocation.arg(mode_code(batch.mode)).arg(0);
-        for item in batch.items {
-            let (previous, current) = self.sliding_keys(&item.limit, &item.key);
-            invocation.key(previous).key(current);
-            item_args(&mut invocation, item, item.limit.window_secs());
-        }
-        async move {
-            let reply: Vec<i64> = invocation.invoke_async(&mut connection).await.map_err(|e| error(&e))?;
-            if reply.len() != batch.items.len() * 6 {
-                return Err(StorageError::new(
-                    StorageErrorKind::Protocol,
-                    NAME,
-                    "short reply from the sliding-window script",
-                ));
-            }
-            let mut outcome = Outcome::with_capacity(batch.items.len());
-            for (item, fields) in batch.items.iter().zip(reply.chunks(6)) {
-                let &[evaluated, allowed, prev, prev_ttl, cur, cur_ttl] = fields else {
-                    return Err(StorageError::new(StorageErrorKind::Protocol, NAME, "short reply"));
-                };
-                if evaluated == 0 {
-                    outcome.push(None);
-                    continue;
-                }
-                let window_ms = i64::try_from(item.limit.window_secs().saturating_mul(1_000)).unwrap_or(i64::MAX);
-                // What is left of the current window: the previous count's
-                // TTL, or, before any shift, the current one's beyond a window.
-                let left_ms = if prev_ttl > 0 { prev_ttl } else { (cur_ttl - window_ms).max(0) };
-                let left = Duration::from_millis(u64::try_from(left_ms).unwrap_or(0));
-                let (prev, cur) = (u64::try_from(prev).unwrap_or(0), u64::try_from(cur).unwrap_or(0));
-                let prev = if prev_ttl > 0 { prev } else { 0 };
-                outcome.push(Some(sliding_window_state(&item.limit, prev, cur, left, now, allowed == 1, item.cost)));
-            }
-            Ok(outcome)
-        }
+        self.decide_batch::<SlidingWindowCounter>(batch)
     }
 
     fn clear<'a>(
@@ -479,17 +630,8 @@ impl Supports<SlidingWindowCounter> for RedisStorage {
         limit: &'a RateLimit,
         key: Key<'a>,
     ) -> impl Future<Output = Result<(), StorageError>> + Send + 'a {
-        let mut connection = self.connection.clone();
         let (previous, current) = self.sliding_keys(limit, &key);
-        async move {
-            redis::cmd("DEL")
-                .arg(previous)
-                .arg(current)
-                .query_async::<i64>(&mut connection)
-                .await
-                .map(drop)
-                .map_err(|e| error(&e))
-        }
+        self.delete(vec![previous, current])
     }
 }
 

@@ -1,94 +1,50 @@
-//! A Rust limiter and Python's `limits` 5.8 on one Redis enforce one limit
-//! together: hits alternate between them on the same key, and exactly the
-//! limit's amount passes, whichever side makes the hit.
+//! A Rust limiter and Python's `limits` 5.8 on one Redis (standalone,
+//! cluster or sentinel) enforce one limit together: hits alternate between
+//! them on the same key, and exactly the limit's amount passes, whichever
+//! side makes the hit (`limiter_testkit::python`).
 //!
 //! The Python side needs `limits[redis]==5.8.0`: `.ci/run` installs it in a
 //! virtualenv and points `LIMITER_TEST_PYTHON` at its interpreter. Without
-//! it the test skips loudly, or fails where servers are required (CI).
+//! it the tests skip loudly, or fail where servers are required (CI).
 
 // Integration tests: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-
-use limiter_core::{AnyStorage, RateLimiter, StrategyKind};
+use limiter_core::{AnyStorage, StrategyKind};
 use limiter_redis::RedisStorage;
-use limiter_testkit::server::{RedisServer, servers_required};
+use limiter_testkit::python::{alternate_hits, python_or_skip};
+use limiter_testkit::server::RedisServer;
+use limiter_testkit::server::redis_topologies::{RedisClusterServer, RedisSentinelSetup};
 
-struct Peer {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl Peer {
-    fn start(python: &str, url: &str, strategy: &str, limit: &str) -> Peer {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/limits_peer.py");
-        let mut child = Command::new(python)
-            .args([script, url, strategy, limit])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("the Python peer starts");
-        let stdin = child.stdin.take().expect("its stdin");
-        let mut stdout = BufReader::new(child.stdout.take().expect("its stdout"));
-        let mut line = String::new();
-        stdout.read_line(&mut line).expect("it says it is ready");
-        assert_eq!(line.trim(), "ready", "the Python peer failed to start");
-        Peer { child, stdin, stdout }
-    }
-
-    fn hit(&mut self, identifiers: &[&str]) -> bool {
-        writeln!(self.stdin, "{}", identifiers.join(" ")).expect("a hit is sent");
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).expect("the peer answers");
-        match line.trim() {
-            "True" => true,
-            "False" => false,
-            other => panic!("the Python peer answered {other:?}"),
-        }
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn python() -> Option<String> {
-    match std::env::var("LIMITER_TEST_PYTHON") {
-        Ok(python) => Some(python),
-        Err(_) => {
-            let why = "python_interop: LIMITER_TEST_PYTHON is not set (a Python with limits[redis]==5.8.0)";
-            assert!(!servers_required(), "{why}; it is required here (CI)");
-            eprintln!("skipping {why}");
-            None
-        }
-    }
+/// Alternates hits between the two sides on `url`, on a key of the strategy.
+async fn alternate_on(python: &str, url: &str, strategy: StrategyKind) {
+    let storage = AnyStorage::new(RedisStorage::connect(url).await.unwrap());
+    alternate_hits(python, url, storage, strategy, "5/minute", &[strategy.name(), "shared"]).await;
 }
 
 async fn alternate(strategy: StrategyKind) {
-    let Some(python) = python() else { return };
+    let Some(python) = python_or_skip("redis python_interop") else { return };
     let Some(server) = RedisServer::spawn_or_skip("python_interop") else { return };
-    let storage = RedisStorage::connect(&server.url()).await.unwrap();
-    let limiter = RateLimiter::dynamic(strategy, AnyStorage::new(storage)).unwrap();
-    let limit = "5/minute".parse().unwrap();
-    let mut peer = Peer::start(&python, &server.url(), strategy.name(), "5/minute");
-    let ids = ["127.0.0.1", "shared"];
-    let mut passed = Vec::new();
-    for round in 0..6 {
-        passed.push(("rust", round, limiter.hit(&limit, &ids, 1).await.unwrap()));
-        passed.push(("python", round, peer.hit(&ids)));
+    alternate_on(&python, &server.url(), strategy).await;
+}
+
+/// `limits`' `redis+cluster://` storage and ours share every counter.
+#[tokio::test]
+async fn cluster_counters_are_shared_with_python() {
+    let Some(python) = python_or_skip("redis cluster python_interop") else { return };
+    let Some(cluster) = RedisClusterServer::spawn_or_skip("python_interop cluster", false) else { return };
+    for strategy in [StrategyKind::FixedWindow, StrategyKind::MovingWindow, StrategyKind::SlidingWindowCounter] {
+        alternate_on(&python, &cluster.url(), strategy).await;
     }
-    let allowed: Vec<_> = passed.iter().filter(|(_, _, ok)| *ok).collect();
-    assert_eq!(allowed.len(), 5, "{strategy}: exactly 5 of 12 alternating hits pass: {passed:?}");
-    assert!(
-        passed.iter().take(5).all(|(_, _, ok)| *ok),
-        "{strategy}: the first five pass, from both sides: {passed:?}"
-    );
+}
+
+/// `limits`' `redis+sentinel://` storage and ours reach the same master.
+#[tokio::test]
+async fn sentinel_counters_are_shared_with_python() {
+    let Some(python) = python_or_skip("redis sentinel python_interop") else { return };
+    let Some(setup) = RedisSentinelSetup::spawn_or_skip("python_interop sentinel", 1) else { return };
+    alternate_on(&python, &setup.url(), StrategyKind::FixedWindow).await;
+    alternate_on(&python, &setup.url(), StrategyKind::SlidingWindowCounter).await;
 }
 
 #[tokio::test]

@@ -24,7 +24,9 @@
 
 pub mod cases;
 mod env;
+pub mod faults;
 mod outage;
+pub mod python;
 mod request;
 mod seed;
 pub mod server;

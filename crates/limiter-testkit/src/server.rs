@@ -40,6 +40,11 @@ impl ServerProcess {
         self.addr
     }
 
+    /// Its process id (to stop and continue it with signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Its working directory.
     pub fn dir(&self) -> &Path {
         self.dir.path()
@@ -298,3 +303,113 @@ impl MemcachedServer {
         format!("memcached://{}", self.0.addr())
     }
 }
+
+/// A `memcached` (or `$LIMITER_TEST_MEMCACHED_BIN`) listening on a unix
+/// socket only (`-s` turns TCP off), in a temporary directory; killed on
+/// drop, its log printed when a test fails.
+#[cfg(unix)]
+#[derive(Debug)]
+pub struct MemcachedUnixServer {
+    child: Child,
+    dir: tempfile::TempDir,
+    socket: PathBuf,
+    log: PathBuf,
+}
+
+#[cfg(unix)]
+impl MemcachedUnixServer {
+    /// Starts one for `test`, or returns `None` (after saying why) if the
+    /// binary is missing and servers are not required.
+    ///
+    /// # Panics
+    ///
+    /// If it does not start; the message holds its log.
+    pub fn spawn_or_skip(test: &str) -> Option<Self> {
+        let Some(binary) = binary(MEMCACHED.env_var, MEMCACHED.binary) else {
+            let why = format!("{test}: memcached not found (install it, or point {} at it)", MEMCACHED.env_var);
+            assert!(!servers_required(), "{why}; servers are required here (CI or LIMITER_TEST_REQUIRE_SERVERS)");
+            eprintln!("skipping {why}");
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{test}: cannot make a temporary directory: {e}"));
+        let socket = dir.path().join("memcached.sock");
+        let log = dir.path().join("memcached.log");
+        let log_file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{test}: cannot create {log:?}: {e}"));
+        let err_file = log_file.try_clone().unwrap_or_else(|e| panic!("{test}: cannot share {log:?}: {e}"));
+        let child = Command::new(&binary)
+            .args(["-s", &socket.display().to_string(), "-a", "0700", "-u", "root", "-m", "64"])
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(log_file)
+            .stderr(err_file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{test}: cannot start {}: {e}", binary.display()));
+        let mut server = MemcachedUnixServer { child, dir, socket, log };
+        let deadline = Instant::now() + READY_WITHIN;
+        while Instant::now() < deadline {
+            if server.answers() {
+                return Some(server);
+            }
+            if let Ok(Some(_)) = server.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let log = server.log();
+        server.kill();
+        panic!("{test}: memcached did not start on {}; its log:\n{log}", server.socket.display());
+    }
+
+    fn answers(&self) -> bool {
+        let Ok(mut stream) = std::os::unix::net::UnixStream::connect(&self.socket) else { return false };
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+        if stream.write_all(b"version\r\n").is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 64];
+        matches!(stream.read(&mut buf), Ok(n) if buf.get(..n).is_some_and(|got| got.starts_with(b"VERSION")))
+    }
+
+    /// The socket's path.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Its working directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `memcached:///<socket path>`.
+    pub fn url(&self) -> String {
+        format!("memcached://{}", self.socket.display())
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Kills the server and waits for it to exit.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[cfg(unix)]
+impl Drop for MemcachedUnixServer {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- memcached log ({}) ---\n{}--- end of memcached log ---", self.log.display(), self.log());
+        }
+        self.kill();
+    }
+}
+
+#[path = "mongo.rs"]
+mod mongo;
+pub use mongo::MongoServer;
+
+#[path = "redis_topologies.rs"]
+pub mod redis_topologies;

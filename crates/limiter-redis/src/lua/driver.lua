@@ -7,14 +7,15 @@
 -- fit), report(i, evaluated, allowed) and skipped() (an item not evaluated).
 --
 -- ARGV[1]: 0 sequential, stop at the first refusal; 1 sequential, no stop;
--- 2 all or nothing; 3 peek every item.
+-- 2 all or nothing; 3 peek every item; 4 all or nothing decided but never
+-- consumed (the trial phase of a batch spanning cluster slots).
 local mode = tonumber(ARGV[1])
 
 for i = 1, ITEMS do
   prepare(i)
 end
 
-if mode == 2 then
+if mode == 2 or mode == 4 then
   local added, allowed, all = {}, {}, 1
   for i = 1, ITEMS do
     allowed[i] = fits(i, added[pending_key(i)] or 0)
@@ -25,7 +26,7 @@ if mode == 2 then
       added[pending_key(i)] = (added[pending_key(i)] or 0) + arg(i, 3)
     end
   end
-  if all == 1 then
+  if all == 1 and mode == 2 then
     for i = 1, ITEMS do
       if arg(i, 4) == 0 then
         commit(i)
