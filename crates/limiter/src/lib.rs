@@ -10,10 +10,10 @@
 //! | `tower` | [`tower`]: the layer for tonic and hyper services |
 //! | `axum` | the same layer reading axum's matched routes and peer addresses |
 //! | `actix` | [`actix`]: the actix-web middleware |
-//!
-//! | `redis` | [`redis`]: the Redis and Valkey storage, and `redis://` URIs in [`storage_from_uri`] |
-//!
-//! The Memcached and MongoDB backends come as features too as they land.
+//! | `redis` | [`redis`]: the Redis and Valkey storage (standalone, cluster, sentinel, TLS, unix socket), and their URIs in [`storage_from_uri`] |
+//! | `memcached` | [`memcached`]: the Memcached storage and `memcached://` URIs |
+//! | `mongodb` | [`mongodb`]: the MongoDB storage and `mongodb://`, `mongodb+srv://` URIs |
+//! | `metrics` | the limiter's counters, histogram and gauge through the `metrics` facade ([`engine::metrics`]) |
 //!
 //! ```
 //! let limits = limiter::parse_many("200 per day; 50 per hour")?;
@@ -45,32 +45,21 @@ pub mod redis {
     pub use limiter_redis::*;
 }
 
-/// The storage a `RATELIMIT_STORAGE_URI` names, connected: `memory://`, and
-/// with the `redis` feature `redis://`, `rediss://`, `redis+unix://` and
-/// their `valkey` spellings.
-///
-/// # Errors
-///
-/// [`ConfigError`] naming the URI (password hidden) if the scheme is unknown,
-/// its feature is off, or the storage cannot be reached.
-pub async fn storage_from_uri(uri: &str) -> Result<AnyStorage, ConfigError> {
-    let redacted = engine::redact_uri(uri);
-    let scheme = uri.split("://").next().unwrap_or_default().trim_start_matches("async+");
-    match scheme {
-        "memory" => Ok(AnyStorage::new(MemoryStorage::new())),
-        #[cfg(feature = "redis")]
-        "redis" | "rediss" | "redis+unix" | "valkey" | "valkeys" | "valkey+unix" => {
-            let url = uri.trim_start_matches("async+").replacen("valkey", "redis", 1);
-            limiter_redis::RedisStorage::connect(&url).await.map(AnyStorage::new).map_err(|e| {
-                ConfigError::InvalidOption { option: "RATELIMIT_STORAGE_URI", value: redacted, fix: format!("{e}") }
-            })
-        }
-        _ => Err(ConfigError::InvalidOption {
-            option: "RATELIMIT_STORAGE_URI",
-            value: redacted,
-            fix: "use memory://, or redis:// with the `redis` feature of `limiter`".to_owned(),
-        }),
-    }
+mod storage_uri;
+pub use storage_uri::{storage_from_uri, storage_from_uri_with};
+
+/// The Memcached storage: [`limiter_memcached`].
+#[cfg(feature = "memcached")]
+pub mod memcached {
+    #[doc(inline)]
+    pub use limiter_memcached::*;
+}
+
+/// The MongoDB storage: [`limiter_mongodb`].
+#[cfg(feature = "mongodb")]
+pub mod mongodb {
+    #[doc(inline)]
+    pub use limiter_mongodb::*;
 }
 
 /// The tower layer (axum, tonic, hyper): [`limiter_tower`].

@@ -43,11 +43,13 @@ async fn limiter() -> Result<Limiter, String> {
     let mut settings = Settings::from_env().map_err(|e| e.to_string())?;
     // The storage named by RATELIMIT_STORAGE_URI (memory:// by default),
     // connected here; the other settings apply over the seed's.
+    let options = settings.storage_options.take().unwrap_or_default();
     let builder = match settings.storage_uri.take() {
-        Some(uri) => builder.any_storage(limiter::storage_from_uri(&uri).await.map_err(|e| e.to_string())?),
+        Some(uri) => {
+            builder.any_storage(limiter::storage_from_uri_with(&uri, &options).await.map_err(|e| e.to_string())?)
+        }
         None => builder,
     };
-    settings.storage_options = None;
     settings
         .apply_with_timer(builder, limiter::tower::tokio_sleeper())
         .and_then(|b| b.build())
