@@ -130,18 +130,35 @@ impl HeaderNames {
     }
 
     /// Parses the limiter's headers (those that do not parse are dropped).
-    fn prepare(&self, headers: impl IntoIterator<Item = (Arc<str>, HeaderText)>) -> Prepared {
+    /// The headers are borrowed, not moved: the decision keeps them and
+    /// drops them at once.
+    fn prepare<'h>(&self, headers: impl IntoIterator<Item = &'h (Arc<str>, HeaderText)>) -> Prepared {
         headers
             .into_iter()
             .enumerate()
             .filter_map(|(position, (name, value))| {
                 let value = match value.as_number() {
-                    Some(n) if !Arc::ptr_eq(&name, &self.remaining) => number_value(position, n)?,
+                    Some(n) if !Arc::ptr_eq(name, &self.remaining) => number_value(position, n)?,
                     // From a string of the exact length, the header value
                     // takes its buffer as is (`HeaderValue::from(u64)` would
                     // allocate and then share a buffer of its own).
-                    _ => HeaderValue::try_from(value.into_string()).ok()?,
+                    Some(n) => HeaderValue::try_from(HeaderText::number(n).into_string()).ok()?,
+                    None => HeaderValue::from_str(value.as_str()).ok()?,
                 };
+                let name = self.get(name)?;
+                let retry = Some(&name) == self.retry_after.as_ref();
+                Some((name, value, retry))
+            })
+            .collect()
+    }
+
+    /// Parses a rejection's headers, which are text: each header value
+    /// takes its string's buffer as is.
+    fn prepare_owned(&self, headers: Vec<(Arc<str>, String)>) -> Prepared {
+        headers
+            .into_iter()
+            .filter_map(|(name, value)| {
+                let value = HeaderValue::try_from(value).ok()?;
                 let name = self.get(&name)?;
                 let retry = Some(&name) == self.retry_after.as_ref();
                 Some((name, value, retry))
@@ -149,7 +166,7 @@ impl HeaderNames {
             .collect()
     }
 
-    fn add(&self, map: &mut http::HeaderMap, headers: impl IntoIterator<Item = (Arc<str>, HeaderText)>) {
+    fn add<'h>(&self, map: &mut http::HeaderMap, headers: impl IntoIterator<Item = &'h (Arc<str>, HeaderText)>) {
         insert(map, self.prepare(headers));
     }
 }
@@ -157,15 +174,26 @@ impl HeaderNames {
 /// Inserts prepared headers; a `Retry-After` the handler set stays if it
 /// names a later time.
 fn insert(map: &mut http::HeaderMap, headers: Prepared) {
+    use http::header::Entry;
+    // Through the entry, each name is hashed and looked up once, also for a
+    // `Retry-After` compared with the handler's.
     for (name, value, retry) in headers {
-        if retry
-            && let Some(existing) = map.get(&name).and_then(|v| v.to_str().ok())
-            && let Ok(ours) = value.to_str()
-            && later_retry_after(existing, ours, std::time::SystemTime::now()) == existing
-        {
-            continue;
+        match map.entry(name) {
+            Entry::Vacant(entry) => {
+                entry.insert(value);
+            }
+            Entry::Occupied(mut entry) => {
+                if retry
+                    && let Ok(existing) = entry.get().to_str()
+                    && let Ok(ours) = value.to_str()
+                    && later_retry_after(existing, ours, std::time::SystemTime::now()) == existing
+                {
+                    continue;
+                }
+                // Replaces every value the name had, as `HeaderMap::insert` does.
+                entry.insert(value);
+            }
         }
-        map.insert(name, value);
     }
 }
 
@@ -331,7 +359,7 @@ impl<S> LimiterService<S> {
     /// response (`deduct_when`) need a boxed future.
     fn decided<ReqBody, ResBody>(
         &mut self,
-        mut decision: Decision,
+        decision: Decision,
         head: HttpRequest,
         body: ReqBody,
     ) -> ResponseFuture<S::Future, ResBody, S::Error>
@@ -349,7 +377,7 @@ impl<S> LimiterService<S> {
             if !decision.limits().is_empty() {
                 parts.extensions.insert(CurrentLimits(decision.shared_limits()));
             }
-            let headers = self.names.prepare(decision.take_headers());
+            let headers = self.names.prepare(decision.headers());
             drop(decision);
             let call = self.inner.call(Request::from_parts(parts, body));
             return ResponseFuture { state: State::Call { call, headers } };
@@ -365,8 +393,8 @@ impl<S> LimiterService<S> {
                     }),
                 }
             }
-            Admitted::Proceed(parts, mut decision) if !deferred => {
-                let headers = self.names.prepare(decision.take_headers());
+            Admitted::Proceed(parts, decision) if !deferred => {
+                let headers = self.names.prepare(decision.headers());
                 drop(decision);
                 State::Call { call: self.inner.call(Request::from_parts(parts, body)), headers }
             }
@@ -402,7 +430,7 @@ fn admit(mut decision: Decision, head: HttpRequest, names: &HeaderNames) -> Admi
 /// the response.
 async fn finish<F, B, E>(
     call: F,
-    mut decision: Decision,
+    decision: Decision,
     limiter: Limiter,
     names: HeaderNames,
 ) -> Result<Response<LimitedBody<B>>, E>
@@ -410,7 +438,7 @@ where
     F: Future<Output = Result<Response<B>, E>>,
 {
     let mut response = call.await?;
-    names.add(response.headers_mut(), decision.take_headers());
+    names.add(response.headers_mut(), decision.headers());
     limiter.after_response(&decision, ResponseInfo::new(response.status().as_u16())).await;
     Ok(response.map(Either::Left))
 }
@@ -433,6 +461,52 @@ pub fn rejection_response(rejection: Rejection) -> Response<Full<Bytes>> {
 fn render(mut rejection: Rejection, names: &HeaderNames) -> Response<Full<Bytes>> {
     let headers = std::mem::take(&mut rejection.headers);
     let mut response = rejection_response(rejection);
-    names.add(response.headers_mut(), headers.into_iter().map(|(name, value)| (name, HeaderText::text(value))));
+    insert(response.headers_mut(), names.prepare_owned(headers));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limiter() -> Limiter {
+        Limiter::builder().headers_enabled(true).build().unwrap()
+    }
+
+    fn value<'m>(map: &'m http::HeaderMap, name: &str) -> Option<&'m str> {
+        map.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    #[test]
+    fn numbers_and_text_become_header_values() {
+        let limiter = limiter();
+        let names = HeaderNames::new(&limiter);
+        let settings = limiter.header_settings();
+        let headers = [
+            (Arc::clone(&settings.limit), HeaderText::number(10)),
+            (Arc::clone(&settings.remaining), HeaderText::number(3)),
+            (Arc::clone(&settings.retry_after), HeaderText::text("Thu, 01 Jan 1970 00:00:12 GMT")),
+        ];
+        let mut map = http::HeaderMap::new();
+        map.append("x-ratelimit-limit", HeaderValue::from_static("stale"));
+        map.append("x-ratelimit-limit", HeaderValue::from_static("staler"));
+        names.add(&mut map, &headers);
+        assert_eq!(value(&map, "x-ratelimit-limit"), Some("10"));
+        assert_eq!(map.get_all("x-ratelimit-limit").iter().count(), 1, "ours replaces every stale value");
+        assert_eq!(value(&map, "x-ratelimit-remaining"), Some("3"));
+        assert_eq!(value(&map, "retry-after"), Some("Thu, 01 Jan 1970 00:00:12 GMT"));
+    }
+
+    #[test]
+    fn a_rejection_keeps_its_headers() {
+        let rejection = Rejection::text(429, "slow down")
+            .with_header("X-RateLimit-Remaining", "0")
+            .with_header("Retry-After", "30")
+            .with_header("Bad Name", "dropped");
+        let response = render(rejection, &HeaderNames::new(&limiter()));
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(value(response.headers(), "x-ratelimit-remaining"), Some("0"));
+        assert_eq!(value(response.headers(), "retry-after"), Some("30"));
+        assert_eq!(response.headers().len(), 3, "content type and the two valid headers");
+    }
 }

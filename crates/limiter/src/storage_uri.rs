@@ -7,6 +7,7 @@ use limiter_core::engine::redact_uri;
 use limiter_core::{AnyStorage, ConfigError, MemoryStorage};
 
 const URI_OPTION: &str = "RATELIMIT_STORAGE_URI";
+#[cfg(any(feature = "redis", feature = "memcached", feature = "mongodb"))]
 const OPTIONS_OPTION: &str = "RATELIMIT_STORAGE_OPTIONS";
 
 /// The storage a `RATELIMIT_STORAGE_URI` names, connected, with the default

@@ -111,7 +111,7 @@ impl<'a> IdentifierText<'a> {
     /// Records one limit's identifiers; returns their spans.
     pub(crate) fn add(&mut self, ids: &'a [&'a str]) -> Spans {
         if let Some((last, spans)) = &self.last
-            && *last == ids
+            && same(last, ids)
         {
             return *spans;
         }
@@ -128,6 +128,12 @@ impl<'a> IdentifierText<'a> {
         // Only whole strings were appended, so the text is valid UTF-8.
         Arc::from(std::str::from_utf8(&self.text).unwrap_or_default())
     }
+}
+
+/// Whether two limits' identifiers are equal: by address first, as the
+/// limits of one request point at the very same client key and scope.
+fn same(a: &[&str], b: &[&str]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| std::ptr::eq(*x, *y) || x == y)
 }
 
 impl RequestLimit {

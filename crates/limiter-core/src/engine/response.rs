@@ -2,7 +2,7 @@
 //! what breach hooks see.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use smallvec::SmallVec;
@@ -144,30 +144,56 @@ pub(crate) fn http_date(at: Timestamp) -> String {
 }
 
 /// A rate-limit header's value. Numbers (the limit, remaining hits, reset
-/// time, delta-seconds `Retry-After`) are kept inline, with their digits,
-/// so that rendering them allocates nothing and adapters can build their
-/// header value straight from the number; text (an HTTP date, the IETF
+/// time, delta-seconds `Retry-After`) are kept as numbers, so that
+/// adapters can build their header value straight from the number; their
+/// digits are rendered, inline and without allocating, only when asked
+/// for as text ([`as_str`](Self::as_str)). Text (an HTTP date, the IETF
 /// fields) is a `String`.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct HeaderText(Text);
 
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 enum Text {
-    Number { value: u64, len: u8, digits: [u8; 20] },
+    Number { value: u64, digits: OnceLock<Digits> },
     Owned(String),
 }
+
+/// A number's decimal digits, rendered the first time they are read.
+#[derive(Clone, Copy)]
+struct Digits {
+    len: u8,
+    bytes: [u8; 20],
+}
+
+impl Digits {
+    fn of(value: u64) -> Self {
+        let mut buffer = itoa::Buffer::new();
+        let written = buffer.format(value).as_bytes();
+        let mut bytes = [0u8; 20];
+        let len = written.len().min(bytes.len());
+        if let (Some(to), Some(from)) = (bytes.get_mut(..len), written.get(..len)) {
+            to.copy_from_slice(from);
+        }
+        Digits { len: u8::try_from(len).unwrap_or(20), bytes }
+    }
+}
+
+impl PartialEq for HeaderText {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (Text::Number { value: a, .. }, Text::Number { value: b, .. }) => a == b,
+            (Text::Owned(a), Text::Owned(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for HeaderText {}
 
 impl HeaderText {
     /// A number, in decimal.
     pub fn number(value: u64) -> Self {
-        let mut buffer = itoa::Buffer::new();
-        let written = buffer.format(value).as_bytes();
-        let mut digits = [0u8; 20];
-        let len = written.len().min(digits.len());
-        if let (Some(to), Some(from)) = (digits.get_mut(..len), written.get(..len)) {
-            to.copy_from_slice(from);
-        }
-        HeaderText(Text::Number { value, len: u8::try_from(len).unwrap_or(20), digits })
+        HeaderText(Text::Number { value, digits: OnceLock::new() })
     }
 
     /// Any text.
@@ -178,8 +204,13 @@ impl HeaderText {
     /// The value as text.
     pub fn as_str(&self) -> &str {
         match &self.0 {
-            Text::Number { len, digits, .. } => {
-                digits.get(..usize::from(*len)).and_then(|d| std::str::from_utf8(d).ok()).unwrap_or_default()
+            Text::Number { value, digits } => {
+                let digits = digits.get_or_init(|| Digits::of(*value));
+                digits
+                    .bytes
+                    .get(..usize::from(digits.len))
+                    .and_then(|d| std::str::from_utf8(d).ok())
+                    .unwrap_or_default()
             }
             Text::Owned(text) => text,
         }
@@ -482,6 +513,9 @@ mod tests {
         assert_eq!(n.as_str(), "18446744073709551615");
         assert_eq!(n.as_number(), Some(u64::MAX));
         assert_eq!(HeaderText::number(0).as_str(), "0");
+        // Equal numbers are equal whether or not their digits were rendered.
+        assert_eq!(n, HeaderText::number(u64::MAX));
+        assert_ne!(HeaderText::number(1), HeaderText::text("1"));
         assert_eq!(n.clone().into_string(), "18446744073709551615");
         let t = HeaderText::text("Thu, 01 Jan 1970 00:00:12 GMT");
         assert_eq!(t.as_number(), None);
