@@ -380,7 +380,7 @@ pub(crate) async fn metadump(address: &Address, timeouts: Timeouts, prefix: &str
                 ));
             };
             let encoded = rest.split(' ').next().unwrap_or_default();
-            if let Ok(key) = String::from_utf8(crate::protocol::percent_decode(encoded))
+            if let Ok(key) = String::from_utf8(percent_encoding::percent_decode_str(encoded).collect())
                 && key.starts_with(prefix)
             {
                 keys.push(key);

@@ -35,7 +35,7 @@ impl Redactor {
             && !password.is_empty()
         {
             secrets.push(password.to_owned());
-            let decoded = percent_decode(password);
+            let decoded = percent_encoding::percent_decode_str(password).decode_utf8_lossy().into_owned();
             if decoded != password {
                 secrets.push(decoded);
             }
@@ -54,26 +54,6 @@ impl Redactor {
         // Display appends.
         StorageError::new(kind(e), NAME, self.scrub(format!("{doing}: {}", e.kind)))
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-        match (b, hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(decoded)) => {
-                out.push(decoded);
-                i += 3;
-            }
-            _ => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// What the failure policy should make of a driver error.

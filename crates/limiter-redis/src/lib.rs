@@ -283,10 +283,17 @@ trait ScriptStrategy {
     fn clock(_now: Timestamp) -> String {
         String::from("0")
     }
-    /// The first key of `item` (every key of an item lies in its slot).
-    fn first_key(storage: &RedisStorage, item: &Item<'_>) -> String;
-    /// The keys and arguments of `item`.
-    fn push(storage: &RedisStorage, invocation: &mut redis::ScriptInvocation<'_>, item: &Item<'_>);
+    /// The first key of `item` (every key of an item lies in its slot):
+    /// by default its one window key, as `limits` names it.
+    fn first_key(storage: &RedisStorage, item: &Item<'_>) -> String {
+        storage.key(&item.limit, &item.key)
+    }
+    /// The keys and arguments of `item`: by default its one window key and
+    /// the window in seconds.
+    fn push(storage: &RedisStorage, invocation: &mut redis::ScriptInvocation<'_>, item: &Item<'_>) {
+        invocation.key(storage.key(&item.limit, &item.key));
+        item_args(invocation, item, item.limit.window_secs());
+    }
     /// The states of `items` from the script's reply.
     fn read(reply: &[Value], items: &[&Item<'_>], now: Timestamp) -> Result<Vec<Option<LimitState>>, StorageError>;
 }
@@ -327,15 +334,6 @@ impl ScriptStrategy for FixedWindow {
 
     fn script(storage: &RedisStorage) -> &redis::Script {
         &storage.fixed_window
-    }
-
-    fn first_key(storage: &RedisStorage, item: &Item<'_>) -> String {
-        storage.key(&item.limit, &item.key)
-    }
-
-    fn push(storage: &RedisStorage, invocation: &mut redis::ScriptInvocation<'_>, item: &Item<'_>) {
-        invocation.key(storage.key(&item.limit, &item.key));
-        item_args(invocation, item, item.limit.window_secs());
     }
 
     fn read(reply: &[Value], items: &[&Item<'_>], now: Timestamp) -> Result<Vec<Option<LimitState>>, StorageError> {
@@ -497,15 +495,6 @@ impl ScriptStrategy for MovingWindow {
 
     fn clock(now: Timestamp) -> String {
         float_seconds(now)
-    }
-
-    fn first_key(storage: &RedisStorage, item: &Item<'_>) -> String {
-        storage.key(&item.limit, &item.key)
-    }
-
-    fn push(storage: &RedisStorage, invocation: &mut redis::ScriptInvocation<'_>, item: &Item<'_>) {
-        invocation.key(storage.key(&item.limit, &item.key));
-        item_args(invocation, item, item.limit.window_secs());
     }
 
     fn read(reply: &[Value], items: &[&Item<'_>], now: Timestamp) -> Result<Vec<Option<LimitState>>, StorageError> {

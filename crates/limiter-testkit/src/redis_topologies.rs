@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{READY_WITHIN, ServerProcess, answers, binary, free_port, servers_required};
+use super::{ServerProcess, binary, free_port, servers_required};
 
 /// How long a cluster or a sentinel setup may take to settle.
 const SETTLE_WITHIN: Duration = Duration::from_secs(30);
@@ -30,52 +30,9 @@ fn redis_binary(test: &str, env_var: &str, name: &str) -> Option<PathBuf> {
 }
 
 /// Starts `program` with the arguments `args(port, dir)` gives, and waits
-/// until it answers PING; retries on a port taken meanwhile.
+/// until it answers PING.
 fn start(test: &str, name: &'static str, program: &Path, args: &dyn Fn(u16, &Path) -> Vec<String>) -> ServerProcess {
-    let mut last_log = String::new();
-    for _attempt in 0..5 {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{test}: cannot make a temporary directory: {e}"));
-        let port = free_port().unwrap_or_else(|e| panic!("{test}: no free loopback port: {e}"));
-        let log = dir.path().join(format!("{name}.log"));
-        let log_file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{test}: cannot create {log:?}: {e}"));
-        let err_file = log_file.try_clone().unwrap_or_else(|e| panic!("{test}: cannot share {log:?}: {e}"));
-        let args = args(port, dir.path());
-        let command: Vec<String> = std::iter::once(program.display().to_string()).chain(args.iter().cloned()).collect();
-        let child = Command::new(program)
-            .args(&args)
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(log_file)
-            .stderr(err_file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("{test}: cannot start {}: {e}", program.display()));
-        let mut server = ServerProcess {
-            name,
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            dir,
-            log,
-            command,
-            ping: b"PING\r\n",
-            pong: b"+PONG",
-        };
-        let deadline = Instant::now() + READY_WITHIN;
-        while Instant::now() < deadline {
-            if answers(server.addr, server.ping, server.pong) {
-                return server;
-            }
-            if let Ok(Some(_)) = server.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        last_log = server.log();
-        server.kill();
-        if !last_log.contains("in use") {
-            break;
-        }
-    }
-    panic!("{test}: {name} did not start ({}); its log:\n{last_log}", program.display());
+    super::start(test, name, program, args, b"PING\r\n", b"+PONG")
 }
 
 /// The arguments every test redis-server gets: loopback, no persistence.

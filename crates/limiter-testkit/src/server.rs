@@ -70,18 +70,7 @@ impl ServerProcess {
     pub fn restart(&mut self) {
         self.kill();
         let Some((program, args)) = self.command.split_first() else { panic!("{}: no command to restart", self.name) };
-        let log = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&self.log)
-            .unwrap_or_else(|e| panic!("{}: cannot reopen its log: {e}", self.name));
-        let err = log.try_clone().unwrap_or_else(|e| panic!("{}: cannot share its log: {e}", self.name));
-        self.child = Command::new(program)
-            .args(args)
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(err)
-            .spawn()
+        self.child = launch(Path::new(program), args, self.dir.path(), &self.log)
             .unwrap_or_else(|e| panic!("{}: cannot restart: {e}", self.name));
         let deadline = Instant::now() + READY_WITHIN;
         while Instant::now() < deadline {
@@ -161,37 +150,54 @@ fn spawn(kind: &Kind, test: &str) -> Option<ServerProcess> {
         eprintln!("skipping {why}");
         return None;
     };
+    Some(start(test, kind.name, &binary, &kind.args, kind.ping, kind.pong))
+}
+
+/// Runs `program` in `dir`, its output appended to `log`.
+fn launch(program: &Path, args: &[String], dir: &Path, log: &Path) -> std::io::Result<Child> {
+    let out = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+    let err = out.try_clone()?;
+    Command::new(program).args(args).current_dir(dir).stdin(Stdio::null()).stdout(out).stderr(err).spawn()
+}
+
+/// Starts `program` on a free loopback port, in a new temporary directory,
+/// with the arguments `args(port, dir)` gives, and waits until it answers
+/// `ping` with `pong`; retries on a port taken meanwhile.
+///
+/// # Panics
+///
+/// If it does not start; the message holds its log.
+pub(crate) fn start(
+    test: &str,
+    name: &'static str,
+    program: &Path,
+    args: &dyn Fn(u16, &Path) -> Vec<String>,
+    ping: &'static [u8],
+    pong: &'static [u8],
+) -> ServerProcess {
     let mut last_log = String::new();
     for _attempt in 0..5 {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{test}: cannot make a temporary directory: {e}"));
         let port = free_port().unwrap_or_else(|e| panic!("{test}: no free loopback port: {e}"));
-        let log = dir.path().join(format!("{}.log", kind.name));
-        let log_file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{test}: cannot create {log:?}: {e}"));
-        let err_file = log_file.try_clone().unwrap_or_else(|e| panic!("{test}: cannot share {log:?}: {e}"));
-        let args = (kind.args)(port, dir.path());
-        let command: Vec<String> = std::iter::once(binary.display().to_string()).chain(args.iter().cloned()).collect();
-        let child = Command::new(&binary)
-            .args(&args)
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(log_file)
-            .stderr(err_file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("{test}: cannot start {}: {e}", binary.display()));
+        let log = dir.path().join(format!("{name}.log"));
+        let args = args(port, dir.path());
+        let command: Vec<String> = std::iter::once(program.display().to_string()).chain(args.iter().cloned()).collect();
+        let child = launch(program, &args, dir.path(), &log)
+            .unwrap_or_else(|e| panic!("{test}: cannot start {}: {e}", program.display()));
         let mut server = ServerProcess {
-            name: kind.name,
+            name,
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             dir,
             log,
             command,
-            ping: kind.ping,
-            pong: kind.pong,
+            ping,
+            pong,
         };
         let deadline = Instant::now() + READY_WITHIN;
         while Instant::now() < deadline {
-            if answers(server.addr, kind.ping, kind.pong) {
-                return Some(server);
+            if answers(server.addr, ping, pong) {
+                return server;
             }
             if let Ok(Some(_)) = server.child.try_wait() {
                 break;
@@ -204,7 +210,7 @@ fn spawn(kind: &Kind, test: &str) -> Option<ServerProcess> {
             break;
         }
     }
-    panic!("{test}: {} did not start ({}); its log:\n{last_log}", kind.name, binary.display());
+    panic!("{test}: {name} did not start ({}); its log:\n{last_log}", program.display());
 }
 
 /// A `redis-server` (or `$LIMITER_TEST_REDIS_BIN`) without persistence.
@@ -334,15 +340,8 @@ impl MemcachedUnixServer {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{test}: cannot make a temporary directory: {e}"));
         let socket = dir.path().join("memcached.sock");
         let log = dir.path().join("memcached.log");
-        let log_file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{test}: cannot create {log:?}: {e}"));
-        let err_file = log_file.try_clone().unwrap_or_else(|e| panic!("{test}: cannot share {log:?}: {e}"));
-        let child = Command::new(&binary)
-            .args(["-s", &socket.display().to_string(), "-a", "0700", "-u", "root", "-m", "64"])
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(log_file)
-            .stderr(err_file)
-            .spawn()
+        let args = ["-s", &socket.display().to_string(), "-a", "0700", "-u", "root", "-m", "64"].map(String::from);
+        let child = launch(&binary, &args, dir.path(), &log)
             .unwrap_or_else(|e| panic!("{test}: cannot start {}: {e}", binary.display()));
         let mut server = MemcachedUnixServer { child, dir, socket, log };
         let deadline = Instant::now() + READY_WITHIN;
