@@ -67,7 +67,7 @@ use std::ffi::OsString;
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use limiter::RequestInfo;
 use limiter::engine::Limiter;
 
@@ -145,11 +145,13 @@ impl<'a, R: RequestInfo + Send + Sync + 'static> Tool<'a, R> {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
-        let cli = match parse_args(args, out, err) {
-            Ok(cli) => cli,
+        let (cli, config_on_command_line) = match parse_args(args, out, err) {
+            Ok(parsed) => parsed,
             Err(code) => return code,
         };
-        if cli.config.is_some() {
+        // `LIMITER_CONFIG`, exported for the standalone tool, is no mistake
+        // here: only a `--config` typed on this app's command line is.
+        if config_on_command_line {
             return fail(err, "--config is for the standalone `limiter`: this app builds its limiter itself");
         }
         let session = Session {
@@ -175,7 +177,7 @@ where
     let mut input = std::io::stdin().lock();
     let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
     let cli = match parse_args(args, &mut out, &mut err) {
-        Ok(cli) => cli,
+        Ok((cli, _)) => cli,
         Err(code) => return ExitCode::from(code),
     };
     let mut io = Io::new(&mut out, &mut err, &mut input, &cli, terminal);
@@ -196,16 +198,28 @@ where
     ExitCode::from(session::execute(cli.command, &session, &mut io).await)
 }
 
-fn parse_args<I, T>(args: I, out: &mut dyn Write, err: &mut dyn Write) -> Result<Cli, u8>
+/// The command line, and whether `--config` was given on it (rather than
+/// by `LIMITER_CONFIG`).
+fn parse_args<I, T>(args: I, out: &mut dyn Write, err: &mut dyn Write) -> Result<(Cli, bool), u8>
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    Cli::try_parse_from(args).map_err(|e| {
+    let parsed = Cli::command()
+        .try_get_matches_from(args)
+        .and_then(|matches| Ok((Cli::from_arg_matches(&matches)?, config_on_command_line(&matches))));
+    parsed.map_err(|e| {
         let text = e.render().to_string();
         let _ = if e.use_stderr() { err.write_all(text.as_bytes()) } else { out.write_all(text.as_bytes()) };
         u8::try_from(e.exit_code()).unwrap_or(EXIT_ERROR)
     })
+}
+
+/// Whether `--config` was typed, before or after the subcommand (a global
+/// argument lands in the subcommand's matches when given after it).
+fn config_on_command_line(matches: &clap::ArgMatches) -> bool {
+    let typed = |m: &clap::ArgMatches| m.value_source("config") == Some(clap::parser::ValueSource::CommandLine);
+    typed(matches) || matches.subcommand().is_some_and(|(_, sub)| typed(sub))
 }
 
 fn fail(err: &mut dyn Write, message: &str) -> u8 {
@@ -221,4 +235,24 @@ fn paint(color: Color, terminal: bool, json: bool) -> Paint {
         Color::Auto => terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
     };
     Paint { on: on && !json }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--config` as the tests see it: read from `PATH` (always set) in
+    /// place of `LIMITER_CONFIG`, which a test cannot set safely.
+    fn config_typed(args: &[&str]) -> bool {
+        let matches = Cli::command().mut_arg("config", |a| a.env("PATH")).try_get_matches_from(args).unwrap();
+        assert!(Cli::from_arg_matches(&matches).unwrap().config.is_some(), "the variable fills --config");
+        config_on_command_line(&matches)
+    }
+
+    #[test]
+    fn a_config_from_the_environment_is_not_one_typed() {
+        assert!(!config_typed(&["limiter", "parse", "1/day"]));
+        assert!(config_typed(&["limiter", "--config", "x.toml", "parse", "1/day"]));
+        assert!(config_typed(&["limiter", "parse", "1/day", "-c", "x.toml"]));
+    }
 }

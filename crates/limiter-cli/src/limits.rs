@@ -146,6 +146,20 @@ fn verdict(limit: &RateLimit, state: &LimitState, paint: Paint) -> String {
 /// The tree lines of one declaration: one per limit, with the client's
 /// state when probed.
 fn limit_nodes(l: &LimitInfo, probe: Option<&Probe>, paint: Paint) -> Vec<Node> {
+    let mut nodes = declared_nodes(l, probe, paint);
+    // Meta limits attached to this declaration count its breaches.
+    if !l.meta.is_empty() {
+        let mut meta = Node::new(paint.dim("meta limits on its breaches"));
+        for m in &l.meta {
+            meta.children.extend(limit_nodes(m, probe, paint));
+        }
+        nodes.push(meta);
+    }
+    nodes
+}
+
+/// The tree lines of one declaration's own limits.
+fn declared_nodes(l: &LimitInfo, probe: Option<&Probe>, paint: Paint) -> Vec<Node> {
     let Some(limits) = &l.limits else { return vec![Node::leaf(describe(l, None, paint))] };
     let keyed = probe.map(|p| p.keyed(l)).unwrap_or_default();
     limits
@@ -174,12 +188,24 @@ fn route_label(route: &RouteInfo, paint: Paint) -> String {
 }
 
 /// A route and the limits it counts for a request with `method` (all
-/// methods when `None`).
-fn route_node(route: &RouteInfo, table: &LimitTable, probe: Option<&Probe>, paint: Paint) -> Node {
+/// methods when `None`); `alone`: the route is viewed by itself, so its
+/// meta and application limits are shown under it rather than at the top.
+fn route_node(route: &RouteInfo, table: &LimitTable, probe: Option<&Probe>, paint: Paint, alone: bool) -> Node {
     let mut node = Node::new(route_label(route, paint));
     if route.is_exempt() {
         node.push(Node::leaf(paint.dim("Exempt")));
         return node;
+    }
+    if alone {
+        for (title, limits) in [("Meta limits", &route.meta), ("Application limits", &route.application)] {
+            if !limits.is_empty() {
+                let mut shared = Node::new(paint.dim(title));
+                for l in limits {
+                    shared.children.extend(limit_nodes(l, probe, paint));
+                }
+                node.push(shared);
+            }
+        }
     }
     for l in &route.own {
         node.children.extend(limit_nodes(l, probe, paint));
@@ -239,6 +265,7 @@ fn limit_json(l: &LimitInfo, probe: Option<&Probe>) -> Value {
         "exempt_when": l.exempt_when,
         "deduct_when": l.deduct_when,
         "shadow": l.shadow,
+        "meta": l.meta.iter().map(|m| limit_json(m, probe)).collect::<Vec<_>>(),
     });
     if let Some(p) = probe {
         let states: Vec<Value> = p.keyed(l).iter().map(|k| counter_json(k, p.state(k))).collect();
@@ -290,7 +317,7 @@ async fn limits_view<R: RequestInfo + Send + Sync + 'static>(
     session: &Session<'_, R>,
     io: &Io<'_>,
     args: &LimitsArgs,
-) -> Result<String, String> {
+) -> Result<(String, Option<String>), String> {
     let paint = io.paint;
     let table = session.limiter.limit_table();
     let routes = match &args.route {
@@ -306,6 +333,8 @@ async fn limits_view<R: RequestInfo + Send + Sync + 'static>(
             for r in &routes {
                 shown.extend(r.own.iter().chain(&r.defaults).chain(&r.meta).chain(&r.application));
             }
+            let attached: Vec<&LimitInfo> = shown.iter().flat_map(|l| &l.meta).collect();
+            shown.extend(attached);
             Some(Probe::run(session, key, &args.method, &shown).await)
         }
         None => None,
@@ -336,7 +365,7 @@ async fn limits_view<R: RequestInfo + Send + Sync + 'static>(
             "groups": groups,
             "routes": routes.iter().map(|r| route_json(r, probe)).collect::<Vec<_>>(),
         });
-        return Ok(format!("{doc}\n"));
+        return Ok((format!("{doc}\n"), probe.and_then(|p| p.error.clone())));
     }
     let mut trees: Vec<Node> = Vec::new();
     if args.route.is_none() {
@@ -358,7 +387,7 @@ async fn limits_view<R: RequestInfo + Send + Sync + 'static>(
     if let Some(plain) = by_group.get(&None) {
         let mut node = Node::new(paint.bold("Routes"));
         for r in plain {
-            node.push(route_node(r, &table, probe, paint));
+            node.push(route_node(r, &table, probe, paint, args.route.is_some()));
         }
         trees.push(node);
     }
@@ -379,7 +408,7 @@ async fn limits_view<R: RequestInfo + Send + Sync + 'static>(
             others.push(Node::leaf(paint.dim("the default limits")));
         }
         for r in members.into_iter().flatten() {
-            node.push(route_node(r, &table, probe, paint));
+            node.push(route_node(r, &table, probe, paint, args.route.is_some()));
         }
         node.push(others);
         trees.push(node);
@@ -405,7 +434,7 @@ async fn limits_view<R: RequestInfo + Send + Sync + 'static>(
                 .dim("This limiter knows no routes: mount limiter_cli::run in the app to see them, or give --route.\n"),
         );
     }
-    Ok(text)
+    Ok((text, probe.and_then(|p| p.error.clone())))
 }
 
 /// `limiter limits`.
@@ -415,16 +444,22 @@ pub(crate) async fn limits<R: RequestInfo + Send + Sync + 'static>(
     args: &LimitsArgs,
 ) -> Result<u8, String> {
     if !args.watch {
-        let view = limits_view(session, io, args).await?;
+        let (view, storage_error) = limits_view(session, io, args).await?;
         io.print(&view)?;
-        return Ok(EXIT_OK);
+        // The view shows what it could; the storage's failure is still an error.
+        return match storage_error {
+            Some(e) => Err(format!("the storage did not answer: {e}")),
+            None => Ok(EXIT_OK),
+        };
     }
-    if !(args.interval.is_finite() && args.interval > 0.0) {
-        return Err(format!("--interval {} is not a number of seconds above zero", args.interval));
-    }
+    let interval = Duration::try_from_secs_f64(args.interval)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("--interval {} is not a number of seconds above zero", args.interval))?;
     let mut shown = 0u64;
     loop {
-        let view = limits_view(session, io, args).await?;
+        // A watch goes on through a storage outage: each view says it.
+        let (view, _) = limits_view(session, io, args).await?;
         // On a terminal each view replaces the last; elsewhere views follow
         // each other (one JSON document per line with --json).
         let clear = if io.terminal && !io.json { "\x1b[2J\x1b[H" } else { "" };
@@ -433,7 +468,7 @@ pub(crate) async fn limits<R: RequestInfo + Send + Sync + 'static>(
         if args.count.is_some_and(|n| shown >= n) {
             return Ok(EXIT_OK);
         }
-        tokio::time::sleep(Duration::from_secs_f64(args.interval)).await;
+        tokio::time::sleep(interval).await;
     }
 }
 
@@ -449,12 +484,10 @@ fn targeted<'t>(
             let mut all: Vec<(Option<&RouteInfo>, &LimitInfo)> =
                 table.meta.iter().chain(&table.application).map(|l| (None, l)).collect();
             for r in &table.routes {
-                all.extend(
-                    r.applicable(method)
-                        .into_iter()
-                        .filter(|l| !matches!(l.origin, Origin::Meta | Origin::Application))
-                        .map(|l| (Some(r), l)),
-                );
+                // The app-wide meta and application limits are listed once,
+                // above; meta limits attached to a route's limits stay.
+                let app_wide = |l: &LimitInfo| r.meta.iter().chain(&r.application).any(|g| std::ptr::eq(g, l));
+                all.extend(r.applicable(method).into_iter().filter(|l| !app_wide(l)).map(|l| (Some(r), l)));
             }
             all
         }

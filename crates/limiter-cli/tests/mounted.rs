@@ -9,13 +9,18 @@ use limiter_cli::{EXIT_ERROR, EXIT_NO, EXIT_OK, Tool};
 use limiter_testkit::TestRequest;
 
 /// The seed's quickstart app, plus an API group, a shared limit, a limit on
-/// POST counted per method, a shadow limit, application and meta limits.
+/// POST counted per method (with a meta limit of its own), a shadow limit,
+/// application and meta limits.
 fn app() -> Limiter<TestRequest> {
     limiter_testkit::seed_app(Limiter::builder())
         .key_prefix("svc")
         .application_limits("5000 per day")
         .meta_limits("5 per hour")
-        .route(Route::new("login").path("/login").limit(Limit::new("5 per minute").methods(["POST"]).per_method(true)))
+        .route(
+            Route::new("login")
+                .path("/login")
+                .limit(Limit::new("5 per minute").methods(["POST"]).per_method(true).meta_limits("2 per hour")),
+        )
         .route(Route::new("feed").path("/feed").limit(Limit::new("2 per hour").shadow(true)))
         .route(Route::new("search").path("/api/search").limit(Limit::new("10 per second").shared("reads")))
         .group(Group::new("api", "/api").limit("100 per hour"))
@@ -62,6 +67,8 @@ Routes
 │   └── Exempt
 ├── login: /login
 │   ├── 5 per 1 minute (POST, per method)
+│   ├── meta limits on its breaches
+│   │   └── 2 per 1 hour
 │   ├── 200 per 1 day (default) (methods other than POST)
 │   └── 50 per 1 hour (default) (methods other than POST)
 └── feed: /feed
@@ -91,7 +98,15 @@ async fn key_states_follow_the_apps_counters() {
     assert_eq!(r.code, EXIT_OK);
     assert_eq!(
         r.stdout,
-        "Key \"127.0.0.1\", method GET\nRoutes\n└── slow: /slow\n    └── 1 per 1 day: Fail (0 of 1 remaining, resets in 86400 s)\n"
+        "Key \"127.0.0.1\", method GET
+Routes
+└── slow: /slow
+    ├── Meta limits
+    │   └── 5 per 1 hour: Pass (5 of 5 remaining)
+    ├── Application limits
+    │   └── 5000 per 1 day: Pass (4999 of 5000 remaining)
+    └── 1 per 1 day: Fail (0 of 1 remaining, resets in 86400 s)
+"
     );
 
     // check names the route by name or path, prefix in every key but meta's.
@@ -135,7 +150,15 @@ async fn clear_without_a_route_clears_every_route_and_each_methods_bucket() {
     assert!(cleared.contains(&"LIMITER/svc/127.0.0.1/login:POST/5/1/minute"), "{cleared:?}");
     assert!(cleared.contains(&"LIMITER/svc/127.0.0.1/reads/10/1/second"), "{cleared:?}");
     assert_eq!(cleared.iter().filter(|k| k.ends_with("reads/10/1/second")).count(), 1, "shared once");
+    // The login limit's own meta limit counted that breach; clearing
+    // without a route forgets it too.
+    assert!(cleared.contains(&"LIMITER/127.0.0.1/meta/2/1/hour"), "{cleared:?}");
     assert!(limiter.check(&post).await.is_allowed());
+    let r = run(&limiter, &["--json", "limits", "-k", "127.0.0.1", "-r", "login", "-m", "POST"], "").await;
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let meta = &doc["routes"][0]["limits"][0]["meta"][0];
+    assert_eq!(meta["limits"][0], "2 per 1 hour", "{doc}");
+    assert_eq!(meta["counters"][0]["remaining"], 2, "{doc}");
 }
 
 #[tokio::test]

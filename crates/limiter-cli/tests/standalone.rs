@@ -136,8 +136,14 @@ fn config_hides_the_password_and_reports_a_storage_that_does_not_answer() {
     // with the cause.
     let run =
         limiter(&["limits", "--key", "1.2.3.4", "--route", "fast"], &[("RATELIMIT_DEFAULT", "1/second"), env[0]], "");
-    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stdout.contains("1 per 1 second (default): Storage not available"), "{}", run.stdout);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert!(run.stderr.starts_with("limiter: error: the storage did not answer"), "{}", run.stderr);
+    assert!(!run.stdout.contains("hunter2") && !run.stderr.contains("hunter2"));
+    // Without a key, the view needs no storage.
+    let run = limiter(&["limits", "--route", "fast"], &[("RATELIMIT_DEFAULT", "1/second"), env[0]], "");
+    assert_eq!(run.code, 0, "{run:?}");
     let run = limiter(&["check", "--key", "1.2.3.4"], &env, "");
     assert_eq!(run.code, 2);
     assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
@@ -205,8 +211,11 @@ fn limits_watch_refreshes_the_view() {
     assert!(!run.stdout.contains("\x1b[2J"), "the screen is cleared on a terminal only");
     let run = limiter(&["-c", &file, "--json", "limits", "--watch", "--interval", "0.01", "--count", "2"], &[], "");
     assert_eq!(run.stdout.lines().count(), 2, "one JSON document per view");
-    let run = limiter(&["-c", &file, "limits", "--watch", "--interval", "0"], &[], "");
-    assert_eq!(run.code, 2);
+    for interval in ["0", "-1", "NaN", "1e20"] {
+        let run = limiter(&["-c", &file, "limits", "--watch", &format!("--interval={interval}")], &[], "");
+        assert_eq!(run.code, 2, "--interval {interval}: {run:?}");
+        assert!(run.stderr.contains("is not a number of seconds above zero"), "{}", run.stderr);
+    }
 }
 
 // --- check and clear, on a real Redis ----------------------------------------

@@ -21,7 +21,9 @@ pub enum RouteSource {
     #[default]
     Matched,
     /// The URI path itself: every path is a route (tonic, where the path
-    /// names the gRPC method, or plain hyper services).
+    /// names the gRPC method, or plain hyper services). Since clients
+    /// choose paths, metrics and logs name the paths of routes the limiter
+    /// was not told about `<undeclared>`.
     UriPath,
 }
 
@@ -85,6 +87,10 @@ impl RequestInfo for HttpRequest {
                 self.parts.extensions.get::<MatchedRoute>().map(|r| &*r.0)
             }
         }
+    }
+
+    fn route_is_template(&self) -> bool {
+        self.source == RouteSource::Matched
     }
 
     fn header(&self, name: &str) -> Option<&str> {

@@ -53,6 +53,15 @@ fn app(limiter: Limiter, metrics: PrometheusHandle) -> Router {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // The recorder first: the limiter reports from the moment it is built.
+    let metrics = match PrometheusBuilder::new().install_recorder() {
+        Ok(handle) => handle,
+        Err(e) => {
+            eprintln!("prometheus: cannot install the metrics recorder: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    limiter::engine::metrics::describe();
     let limiter = match limiter() {
         Ok(limiter) => limiter,
         Err(e) => {
@@ -63,14 +72,6 @@ async fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("limiter") {
         return limiter_cli::run(&limiter, std::env::args_os().skip(1)).await;
     }
-    let metrics = match PrometheusBuilder::new().install_recorder() {
-        Ok(handle) => handle,
-        Err(e) => {
-            eprintln!("prometheus: cannot install the metrics recorder: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    limiter::engine::metrics::describe();
     let port = match std::env::var("PORT").map(|p| p.parse::<u16>()) {
         Err(_) => 8000,
         Ok(Ok(port)) => port,

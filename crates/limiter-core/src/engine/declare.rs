@@ -294,7 +294,11 @@ impl<R> Limit<R> {
     /// are decided after the enforced ones in the same storage call, so they
     /// never change what the enforced limits count; breach hooks
     /// ([`on_breach`](Self::on_breach)) are not called for them, since a
-    /// hook's answer would refuse the request. See also
+    /// hook's answer would refuse the request. Nor does anything else about
+    /// them refuse: a shadow limit whose own [`key`](Self::key) is missing
+    /// is left uncounted, and when only shadow limits apply, a missing
+    /// client key or a failing storage lets the request through whatever
+    /// the failure policy. See also
     /// [`LimiterBuilder::shadow`](super::LimiterBuilder::shadow) for every
     /// limit at once.
     ///

@@ -177,8 +177,10 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
 impl<R: RequestInfo + Send + Sync + 'static> LimiterBuilder<R> {
     /// Shadow mode for every limit (`RATELIMIT_SHADOW`): limits are
     /// evaluated and counted, breaches are logged and counted, and no
-    /// request is ever refused for a limit. A storage failure still follows
-    /// the failure policy. See [`Limit::shadow`] for one limit, and what
+    /// request is ever refused: not for a limit, and, since no limit is
+    /// enforced, not for a failing storage or a missing client key either
+    /// (the request passes whatever the failure policy; the failure is
+    /// logged and counted). See [`Limit::shadow`] for one limit, and what
     /// shadow mode records.
     #[must_use]
     pub fn shadow(mut self, shadow: bool) -> Self {
@@ -427,6 +429,9 @@ fn check_limits<R>(place: &str, limits: &[Limit<R>]) -> Result<(), ConfigError> 
 
 /// The route label of requests that matched no route, in logs and metrics.
 pub(crate) const UNMATCHED: &str = "<unmatched>";
+/// The route label of a request path the limiter was not told about, when
+/// the adapter's routes are the paths themselves.
+pub(crate) const UNDECLARED: &str = "<undeclared>";
 
 /// What [`Limiter::conclude`] knows of the request.
 struct Context<'a, R> {
@@ -440,8 +445,9 @@ struct Context<'a, R> {
 enum Early<'l> {
     /// No limit applies.
     Exempt,
-    /// The client key is missing (with the route, for metrics).
-    NoKey(KeyError, Option<&'l str>),
+    /// The client key is missing (with the route, for metrics, and
+    /// whether every limit that applies is in shadow mode).
+    NoKey(KeyError, Option<&'l str>, bool),
 }
 
 /// Breaches to count against the meta limits, after the decision.
@@ -584,16 +590,19 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
             Ok(begun) => begun,
             Err(early) => return self.early(early, request),
         };
-        let owned_keys = match self.own_keys(request, &pending) {
+        let owned_keys = match self.own_keys(request, &mut pending) {
             Ok(owned) => owned,
-            Err(e) => return self.key_failure(&e, request, route),
+            Err(e) => return self.key_failure(&e, request, route, false),
         };
+        if pending.is_empty() {
+            return Decision::exempt();
+        }
         let ids = self.identifiers_of(&pending, &owned_keys, &key);
         let items = items_of(&pending, &ids);
         let now = self.inner.clock.now();
         let outcome = match self.run(&items, self.mode(), now).await {
             Ok(outcome) => outcome,
-            Err(e) => return self.storage_failure(&e, request, route),
+            Err(e) => return self.storage_failure(&e, request, route, only_shadow(&pending)),
         };
         let context = Context { request, key: &key, route, now };
         let (decision, meta) = self.conclude(&context, &pending, &ids, &outcome);
@@ -617,16 +626,19 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
             Ok(begun) => begun,
             Err(early) => return Some(self.early(early, request)),
         };
-        let owned_keys = match self.own_keys(request, &pending) {
+        let owned_keys = match self.own_keys(request, &mut pending) {
             Ok(owned) => owned,
-            Err(e) => return Some(self.key_failure(&e, request, route)),
+            Err(e) => return Some(self.key_failure(&e, request, route, false)),
         };
+        if pending.is_empty() {
+            return Some(Decision::exempt());
+        }
         let ids = self.identifiers_of(&pending, &owned_keys, &key);
         let items = items_of(&pending, &ids);
         let now = self.inner.clock.now();
         let outcome = match self.run_now(&items, self.mode(), now) {
             Ok(outcome) => outcome,
-            Err(e) => return Some(self.storage_failure(&e, request, route)),
+            Err(e) => return Some(self.storage_failure(&e, request, route, only_shadow(&pending))),
         };
         let context = Context { request, key: &key, route, now };
         let (decision, meta) = self.conclude(&context, &pending, &ids, &outcome);
@@ -655,7 +667,13 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
         let matched = request.route();
         let filtered = shared.filters.iter().any(|f| f(request));
         let plan = matched.map(|path| (path, shared.plans.for_path(path)));
-        let route = plan.map(|(path, plan)| plan.name.as_deref().unwrap_or(path));
+        // The route as metrics and logs name it: from the configuration or
+        // a route template, never a path the client chose.
+        let route = plan.map(|(path, plan)| match plan.name.as_deref() {
+            Some(name) => name,
+            None if request.route_is_template() => path,
+            None => UNDECLARED,
+        });
         let fallback = shared.health.use_fallback(&shared.policy) && !shared.fallback_limits.is_empty();
         self.resolve(request, plan, filtered, fallback, pending);
         if pending.is_empty() {
@@ -663,7 +681,7 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
         }
         match shared.key.0.extract(request) {
             Ok(key) => Ok((route, key)),
-            Err(e) => Err(Early::NoKey(e, route)),
+            Err(e) => Err(Early::NoKey(e, route, only_shadow(pending))),
         }
     }
 
@@ -671,7 +689,7 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
     fn early(&self, early: Early<'_>, request: &R) -> Decision {
         match early {
             Early::Exempt => Decision::exempt(),
-            Early::NoKey(e, route) => self.key_failure(&e, request, route),
+            Early::NoKey(e, route, shadow_only) => self.key_failure(&e, request, route, shadow_only),
         }
     }
 
@@ -786,20 +804,44 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
         }
     }
 
-    /// The keys of limits counted by their own key extractor.
-    fn own_keys(&self, request: &R, pending: &[Pending<'_, R>]) -> Result<SmallVec<[Option<String>; 4]>, KeyError> {
+    /// The keys of limits counted by their own key extractor. A limit in
+    /// shadow mode whose key is missing is dropped, uncounted: shadow
+    /// limits never refuse, not even for want of a key.
+    fn own_keys(
+        &self,
+        request: &R,
+        pending: &mut SmallVec<[Pending<'_, R>; 4]>,
+    ) -> Result<SmallVec<[Option<String>; 4]>, KeyError> {
         let mut owned_keys: SmallVec<[Option<String>; 4]> = SmallVec::new();
         // Usually every limit counts by the limiter's key: nothing to extract.
         if pending.iter().all(|p| p.decl.key.is_none()) {
             return Ok(owned_keys);
         }
-        for p in pending {
-            owned_keys.push(match &p.decl.key {
-                Some(k) => Some(k.0.extract(request)?),
-                None => None,
-            });
+        let mut error = None;
+        pending.retain(|p| match &p.decl.key {
+            None => {
+                owned_keys.push(None);
+                true
+            }
+            Some(k) => match k.0.extract(request) {
+                Ok(key) => {
+                    owned_keys.push(Some(key));
+                    true
+                }
+                Err(e) if p.shadow => {
+                    tracing::debug!(error = %e, limit = %p.limit, "no key for a limit in shadow mode: not counted");
+                    false
+                }
+                Err(e) => {
+                    error.get_or_insert(e);
+                    true
+                }
+            },
+        });
+        match error {
+            Some(e) => Err(e),
+            None => Ok(owned_keys),
         }
-        Ok(owned_keys)
     }
 
     /// Each limit's storage identifiers: `[prefix] + [client, scope]`; meta
@@ -1084,8 +1126,17 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
         }
     }
 
-    fn storage_failure(&self, error: &StorageError, request: &R, route: Option<&str>) -> Decision {
-        let decision = self.storage_failure_decision(error, request);
+    /// The decision when the storage failed; `shadow_only`: every limit
+    /// that applied is in shadow mode, so the request passes whatever the
+    /// failure policy.
+    fn storage_failure(&self, error: &StorageError, request: &R, route: Option<&str>, shadow_only: bool) -> Decision {
+        let decision = if shadow_only {
+            tracing::warn!(storage = self.inner.storage.name(), %error,
+                "rate limit storage failed: only limits in shadow mode apply, letting the request through");
+            Decision::failed_open()
+        } else {
+            self.storage_failure_decision(error, request)
+        };
         let outcome = if decision.is_allowed() { metrics::FAILED_OPEN } else { metrics::UNAVAILABLE };
         metrics::decision(route, None, outcome);
         decision
@@ -1111,14 +1162,16 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
         }
     }
 
-    fn key_failure(&self, error: &KeyError, request: &R, route: Option<&str>) -> Decision {
-        let decision = self.key_failure_decision(error, request);
+    /// The decision when the client key is missing; `shadow_only` as for
+    /// [`storage_failure`](Self::storage_failure).
+    fn key_failure(&self, error: &KeyError, request: &R, route: Option<&str>, shadow_only: bool) -> Decision {
+        let decision = self.key_failure_decision(error, request, shadow_only);
         let outcome = if decision.is_allowed() { metrics::FAILED_OPEN } else { metrics::UNAVAILABLE };
         metrics::decision(route, None, outcome);
         decision
     }
 
-    fn key_failure_decision(&self, error: &KeyError, request: &R) -> Decision {
+    fn key_failure_decision(&self, error: &KeyError, request: &R, shadow_only: bool) -> Decision {
         let shared = &*self.inner;
         // A missing key is usually a server set-up mistake that hits every
         // request: say it loudly once, then quietly.
@@ -1126,6 +1179,9 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
             tracing::debug!(%error, "no rate limit key for the request");
         } else {
             tracing::error!(%error, "no rate limit key for the request (logged once)");
+        }
+        if shadow_only {
+            return Decision::failed_open();
         }
         let retry_after = match shared.policy {
             FailurePolicy::FailOpen => return Decision::failed_open(),
@@ -1207,6 +1263,12 @@ impl<R: RequestInfo + Send + Sync + 'static> InlineLimit<R> {
         let now = self.limiter.inner.clock.now();
         self.limiter.run(&items, mode, now).await
     }
+}
+
+/// Whether every limit that applies is in shadow mode (and none is
+/// enforced): then no failure may refuse the request.
+fn only_shadow<R>(pending: &[Pending<'_, R>]) -> bool {
+    !pending.is_empty() && pending.iter().all(|p| p.shadow)
 }
 
 fn exempt<R>(decl: &Limit<R>, request: &R) -> bool {

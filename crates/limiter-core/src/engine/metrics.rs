@@ -3,8 +3,10 @@
 //!
 //! Install any recorder (`metrics-exporter-prometheus`, say) and the
 //! limiter's metrics appear in it; without the feature nothing is recorded
-//! and nothing is paid. Call [`describe`] once, after installing the
-//! recorder, to give them their help texts and units.
+//! and nothing is paid. Install the recorder before building the limiter
+//! (the fallback gauge starts at 0 when the limiter is built), and call
+//! [`describe`] once, after installing it, to give the metrics their help
+//! texts and units.
 //!
 //! | metric | kind | labels | what |
 //! |---|---|---|---|
@@ -12,10 +14,14 @@
 //! | [`BREACHES`] `limiter_breaches_total` | counter | `route`, `limit`, `shadow` | one per limit breached (`shadow="true"`: in shadow mode, not enforced) |
 //! | [`STORAGE_ERRORS`] `limiter_storage_errors_total` | counter | `storage`, `operation`, `kind` | failed storage calls (`kind`: `unavailable`, `timeout`, `protocol`, `rejected`, `unsupported`, `other`) |
 //! | [`STORAGE_CALL_SECONDS`] `limiter_storage_call_seconds` | histogram | `storage`, `operation` | the time of each storage call (`decide` for requests, `check` for health probes) |
-//! | [`FALLBACK_ACTIVE`] `limiter_in_memory_fallback_active` | gauge | `storage` | 1 while the in-memory fallback replaces the storage, else 0 (set once the limiter is built with the fallback policy) |
+//! | [`FALLBACK_ACTIVE`] `limiter_in_memory_fallback_active` | gauge | `storage` | 1 while the in-memory fallback replaces the storage, else 0 (set to 0 when a limiter with the fallback policy is built, so install the recorder first) |
 //!
 //! `route` is the route's name (or its path pattern when it has none), or
-//! `<unmatched>` for requests that matched no route; `limit` is the limit in
+//! `<unmatched>` for requests that matched no route, or `<undeclared>` for
+//! the paths of routes the limiter was not told about when the adapter's
+//! routes are the request paths themselves
+//! ([`RequestInfo::route_is_template`](super::RequestInfo::route_is_template)
+//! false: tonic, plain hyper); `limit` is the limit in
 //! the notation (`"50 per 1 hour"`). Both come from the configuration, never
 //! from the client, so their number stays small (as long as dynamic limits
 //! do not invent new limits per request). Exempt requests are not counted.

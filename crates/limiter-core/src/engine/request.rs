@@ -16,6 +16,15 @@ pub trait RequestInfo {
     /// when no route matched (a 404).
     fn route(&self) -> Option<&str>;
 
+    /// Whether [`route`](Self::route) names a route template that many
+    /// requests share (axum's `MatchedPath`, actix's match pattern), as by
+    /// default, rather than each request's own path. When it is the path,
+    /// routes the limiter was not told about are reported to metrics and
+    /// logs as `<undeclared>`, so that clients cannot invent label values.
+    fn route_is_template(&self) -> bool {
+        true
+    }
+
     /// The first value of a header, if present and valid text.
     fn header(&self, name: &str) -> Option<&str>;
 

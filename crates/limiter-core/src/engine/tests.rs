@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{
-    Decision, DefaultsRule, KeyedLimit, Limit, Limiter, LimiterBuilder, Origin, RequestInfo, Route, Settings, Verdict,
+    Decision, DefaultsRule, HeaderKey, KeyedLimit, Limit, Limiter, LimiterBuilder, Origin, RequestInfo, Route,
+    Settings, Verdict,
 };
 use crate::clock::{ManualClock, Timestamp};
 
@@ -18,10 +19,12 @@ const START: Timestamp = Timestamp::from_secs(1_700_000_000);
 struct Request {
     route: &'static str,
     peer: [u8; 4],
+    /// The route is the request's own path (tonic, plain hyper), not a template.
+    raw_path: bool,
 }
 
 fn get(route: &'static str) -> Request {
-    Request { route, peer: [127, 0, 0, 1] }
+    Request { route, peer: [127, 0, 0, 1], raw_path: false }
 }
 
 impl RequestInfo for Request {
@@ -30,6 +33,9 @@ impl RequestInfo for Request {
     }
     fn route(&self) -> Option<&str> {
         Some(self.route)
+    }
+    fn route_is_template(&self) -> bool {
+        !self.raw_path
     }
     fn header(&self, _: &str) -> Option<&str> {
         None
@@ -101,6 +107,44 @@ fn a_shadow_limit_records_breaches_but_never_refuses() {
 }
 
 #[test]
+fn a_shadow_limit_without_its_key_goes_uncounted_and_refuses_nothing() {
+    // The test requests carry no headers, so `X-User` is always missing;
+    // failing closed is the default.
+    let by_user = || Limit::new("1 per minute").key(HeaderKey::new("X-User"));
+    let (b, _) = builder();
+    let limiter = b
+        .route(Route::new("search").path("/search").limit("2 per minute").limit(by_user().shadow(true)))
+        .build()
+        .unwrap();
+    for n in 0..2 {
+        let d = check(&limiter, &get("/search"));
+        assert_eq!(d.verdict(), Verdict::Allowed, "request {n}");
+        assert!(!d.shadow_limited(), "request {n}");
+        assert_eq!(d.limits().len(), 1, "request {n}: only the enforced limit is counted");
+    }
+    assert_eq!(check(&limiter, &get("/search")).verdict(), Verdict::Limited, "the enforced limit still counts");
+    // Only the shadow limit applies: nothing at all is counted.
+    let (b, _) = builder();
+    let limiter = b.route(Route::new("search").path("/search").limit(by_user().shadow(true))).build().unwrap();
+    let d = check(&limiter, &get("/search"));
+    assert!(d.is_allowed() && d.limits().is_empty(), "{:?}", d.verdict());
+    // An enforced limit without its key still fails closed.
+    let (b, _) = builder();
+    let limiter = b.route(Route::new("search").path("/search").limit(by_user())).build().unwrap();
+    assert_eq!(check(&limiter, &get("/search")).verdict(), Verdict::Unavailable);
+}
+
+#[test]
+fn global_shadow_mode_lets_requests_without_a_key_through() {
+    let (b, _) = builder();
+    let shadow = b.shadow(true).key(HeaderKey::new("X-User")).default_limits("1 per minute").build().unwrap();
+    assert_eq!(check(&shadow, &get("/x")).verdict(), Verdict::FailedOpen);
+    let (b, _) = builder();
+    let enforced = b.key(HeaderKey::new("X-User")).default_limits("1 per minute").build().unwrap();
+    assert_eq!(check(&enforced, &get("/x")).verdict(), Verdict::Unavailable);
+}
+
+#[test]
 fn a_shadow_breach_never_stops_an_enforced_limit_from_counting() {
     // The shadow limit has the shorter window, so Flask-Limiter's order
     // would test it first and stop there at its breach.
@@ -152,7 +196,7 @@ fn global_shadow_mode_refuses_nothing_and_calls_no_breach_hook() {
     }
     assert_eq!(hooks.load(Ordering::Relaxed), 0, "a hook's answer would refuse the request");
     // Another client is counted on its own.
-    assert!(!check(&limiter, &Request { route: "/x", peer: [10, 0, 0, 2] }).shadow_limited());
+    assert!(!check(&limiter, &Request { peer: [10, 0, 0, 2], ..get("/x") }).shadow_limited());
 }
 
 #[test]
@@ -383,6 +427,28 @@ mod recording {
     }
 
     #[test]
+    fn request_paths_the_limiter_was_not_told_about_are_one_label() {
+        let (b, _) = builder();
+        let limiter = b
+            .route(Route::new("search").path("/search").limit("5 per minute"))
+            .default_limits("5 per minute")
+            .build()
+            .unwrap();
+        let path = |route| Request { raw_path: true, ..get(route) };
+        let snapshot = recorded(|| {
+            for route in ["/search", "/a1", "/a2", "/a3"] {
+                check(&limiter, &path(route));
+            }
+            check(&limiter, &get("/users/{id}"));
+        });
+        let decisions = |route| counter(&snapshot, DECISIONS, &[("route", route)]);
+        assert_eq!(decisions("search"), 1, "a declared route by its name");
+        assert_eq!(decisions("<undeclared>"), 3, "paths the client chose share one label");
+        assert_eq!(decisions("/users/{id}"), 1, "a route template is kept");
+        assert_eq!(decisions("/a1"), 0);
+    }
+
+    #[test]
     fn storage_errors_and_the_fallback_gauge() {
         let storage = Failing::default();
         let (b, clock) = builder();
@@ -598,6 +664,25 @@ mod immediate {
         assert_eq!(third.verdict(), Verdict::Limited);
         let retry = third.rejection().unwrap().headers.iter().find(|(n, _)| &**n == "Retry-After");
         assert_eq!(retry.map(|(_, v)| v.as_str()), Some("60"));
+    }
+
+    #[test]
+    fn a_failing_storage_refuses_nothing_when_only_shadow_limits_apply() {
+        let now = Now::default();
+        let later = Later::default();
+        now.0.down.store(true, Ordering::Release);
+        later.0.down.store(true, Ordering::Release);
+        // Failing closed (the default) with shadow limits only: through.
+        let (b, _) = builder();
+        let shadow_now = b.storage(now.clone()).default_limits(Limit::new("1/minute").shadow(true)).build().unwrap();
+        assert_eq!(shadow_now.check_now(&get("/a")).unwrap().verdict(), Verdict::FailedOpen);
+        let (b, _) = builder();
+        let shadow_later = b.storage(later.clone()).shadow(true).default_limits("1/minute").build().unwrap();
+        assert_eq!(check(&shadow_later, &get("/a")).verdict(), Verdict::FailedOpen);
+        // One enforced limit among them: the policy holds.
+        let (b, _) = builder();
+        let mixed = b.storage(later).default_limits(Limit::new("1/minute").shadow(true)).default_limits("5/minute");
+        assert_eq!(check(&mixed.build().unwrap(), &get("/a")).verdict(), Verdict::Unavailable);
     }
 
     #[test]
