@@ -441,6 +441,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn debug_shows_no_session_token() {
+        let uri = "mongodb://127.0.0.1:9/?authSource=admin\
+                   &authMechanismProperties=SERVICE_NAME:mongodb,AWS_SESSION_TOKEN:FwoGZXIvYXdz";
+        let storage = MongoStorage::new(uri, &MongoOptions::default()).await.unwrap();
+        let debug = format!("{storage:?}");
+        assert!(debug.contains("SERVICE_NAME:mongodb,AWS_SESSION_TOKEN:***"), "{debug}");
+        assert!(!debug.contains("FwoG"), "{debug}");
+    }
+
+    #[tokio::test]
+    async fn uri_errors_show_no_session_token() {
+        // Refused by the driver (no `aws-auth` feature): the URI is quoted.
+        let aws = "mongodb://127.0.0.1:9/?authMechanism=MONGODB-AWS&authMechanismProperties=AWS_SESSION_TOKEN:FwoGZXIv";
+        // Refused for its shape: the driver quotes the entry.
+        let typo = "mongodb://127.0.0.1:9/?authMechanismProperties=AWS_SESSION_TOKEN=FwoGZXIv";
+        for (uri, quoted) in [(aws, "AWS_SESSION_TOKEN:***: "), (typo, "key-value pair, got ***")] {
+            let err = MongoStorage::connect(uri).await.unwrap_err();
+            let message = err.to_string();
+            assert_eq!(err.kind(), StorageErrorKind::Rejected, "{message}");
+            assert!(message.contains("invalid MongoDB URI mongodb://127.0.0.1:9/"), "{message}");
+            assert!(message.contains(quoted), "{message}");
+            assert!(!message.contains("FwoG"), "{message}");
+            assert!(!format!("{err:?}").contains("FwoG"), "{err:?}");
+        }
+    }
+
+    #[tokio::test]
     async fn an_unreachable_server_is_unavailable_within_the_timeout() {
         let options = MongoOptions {
             connect_timeout: Duration::from_millis(200),

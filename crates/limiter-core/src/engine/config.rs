@@ -1335,7 +1335,10 @@ fn is_secret(name: &str) -> bool {
 
 /// A storage URI fit for logs and error messages: the password (or a lone
 /// user name, which may be a token) becomes `***`, as do query parameters
-/// named like secrets (`password`, `token`, ...).
+/// named like secrets (`password`, `token`, ...) and, in MongoDB's
+/// `authMechanismProperties`, the value of every property but the few known
+/// to be settings (`SERVICE_NAME`, `ENVIRONMENT`, ...), so that an
+/// `AWS_SESSION_TOKEN` never shows.
 ///
 /// ```
 /// use limiter_core::engine::redact_uri;
@@ -1343,9 +1346,61 @@ fn is_secret(name: &str) -> bool {
 /// assert_eq!(redact_uri("redis://:secret@cache:6379/0"), "redis://:***@cache:6379/0");
 /// assert_eq!(redact_uri("redis://app:secret@cache:6379"), "redis://app:***@cache:6379");
 /// assert_eq!(redact_uri("mongodb://db/?authSource=admin&password=x"), "mongodb://db/?authSource=admin&password=***");
+/// assert_eq!(
+///     redact_uri("mongodb://db/?authMechanismProperties=SERVICE_NAME:mongodb,AWS_SESSION_TOKEN:FwoG"),
+///     "mongodb://db/?authMechanismProperties=SERVICE_NAME:mongodb,AWS_SESSION_TOKEN:***"
+/// );
 /// assert_eq!(redact_uri("memory://"), "memory://");
 /// ```
 pub fn redact_uri(uri: &str) -> String {
+    /// Mechanism properties that configure Kerberos or OIDC rather than
+    /// prove an identity; any other property's value may be a credential.
+    const SETTINGS: [&str; 6] =
+        ["SERVICE_NAME", "SERVICE_REALM", "SERVICE_HOST", "CANONICALIZE_HOST_NAME", "ENVIRONMENT", "TOKEN_RESOURCE"];
+
+    /// `s` around its first `plain` byte or that byte's percent escape
+    /// (`escaped`, any case): MongoDB drivers decode the whole value before
+    /// splitting it, so `%2C` separates properties as `,` does. A `%` is
+    /// never a hex digit, so a match is never the tail of another escape.
+    fn split_at_separator<'s>(s: &'s str, plain: u8, escaped: &[u8; 3]) -> Option<(&'s str, &'s str, &'s str)> {
+        let bytes = s.as_bytes();
+        let (start, end) = (0..bytes.len()).find_map(|i| {
+            let rest = bytes.get(i..)?;
+            if rest.first() == Some(&plain) {
+                Some((i, i + 1))
+            } else {
+                rest.get(..3).filter(|e| e.eq_ignore_ascii_case(escaped)).map(|_| (i, i + 3))
+            }
+        })?;
+        Some((s.get(..start)?, s.get(start..end)?, s.get(end..)?))
+    }
+
+    /// `KEY:value,KEY:value` with each value outside `SETTINGS` as `***`,
+    /// and an entry without a key (a typo, maybe a bare token) as `***`.
+    fn redact_properties(mut properties: &str) -> String {
+        let mut redacted = String::with_capacity(properties.len());
+        loop {
+            let (entry, comma, rest) = split_at_separator(properties, b',', b"%2C").unwrap_or((properties, "", ""));
+            match split_at_separator(entry, b':', b"%3A") {
+                Some((key, _, _)) if SETTINGS.iter().any(|setting| setting.eq_ignore_ascii_case(key)) => {
+                    redacted.push_str(entry);
+                }
+                Some((key, colon, _)) => {
+                    redacted.push_str(key);
+                    redacted.push_str(colon);
+                    redacted.push_str("***");
+                }
+                None if entry.is_empty() => {}
+                None => redacted.push_str("***"),
+            }
+            redacted.push_str(comma);
+            if comma.is_empty() {
+                return redacted;
+            }
+            properties = rest;
+        }
+    }
+
     let (scheme, rest) = match uri.split_once("://") {
         Some((scheme, rest)) => (format!("{scheme}://"), rest),
         None => (String::new(), uri),
@@ -1368,6 +1423,10 @@ pub fn redact_uri(uri: &str) -> String {
                 .split('&')
                 .map(|pair| match pair.split_once('=') {
                     Some((name, _)) if is_secret(name) => format!("{name}=***"),
+                    // MongoDB reads option names in any case.
+                    Some((name, value)) if name.eq_ignore_ascii_case("authMechanismProperties") => {
+                        format!("{name}={}", redact_properties(value))
+                    }
                     _ => pair.to_owned(),
                 })
                 .collect();
@@ -1945,6 +2004,51 @@ mod tests {
         let message = apply_err(&Settings { storage_uri: Some("user:pw@localhost".to_owned()), ..Settings::default() })
             .to_string();
         assert!(message.contains("\"user:***@localhost\"") && message.contains("expected a storage URI"), "{message}");
+    }
+
+    #[test]
+    fn redact_uri_hides_mongodb_mechanism_property_secrets() {
+        let cases = [
+            (
+                "mongodb://db/?authMechanism=MONGODB-AWS&authMechanismProperties=AWS_SESSION_TOKEN:FwoGZX/tok+en=",
+                "mongodb://db/?authMechanism=MONGODB-AWS&authMechanismProperties=AWS_SESSION_TOKEN:***",
+            ),
+            // Settings stay readable; the option name is matched in any case.
+            (
+                "mongodb://db/?authmechanismproperties=SERVICE_NAME:mongodb,AWS_SESSION_TOKEN:FwoG,ENVIRONMENT:azure",
+                "mongodb://db/?authmechanismproperties=SERVICE_NAME:mongodb,AWS_SESSION_TOKEN:***,ENVIRONMENT:azure",
+            ),
+            (
+                "mongodb+srv://u:pw@db/?AUTHMECHANISMPROPERTIES=aws_session_token:FwoG&w=majority",
+                "mongodb+srv://u:***@db/?AUTHMECHANISMPROPERTIES=aws_session_token:***&w=majority",
+            ),
+            // The driver decodes before splitting: escaped separators split too.
+            (
+                "mongodb://db/?authMechanismProperties=SERVICE_NAME:x%2cAWS_SESSION_TOKEN%3AFwoG",
+                "mongodb://db/?authMechanismProperties=SERVICE_NAME:x%2cAWS_SESSION_TOKEN%3A***",
+            ),
+            // Unknown properties and entries without a key are not trusted.
+            (
+                "mongodb://db/?authMechanismProperties=CUSTOM:FwoG,AWS_SESSION_TOKEN=FwoG,",
+                "mongodb://db/?authMechanismProperties=CUSTOM:***,***,",
+            ),
+            ("mongodb://db/?authMechanismProperties=", "mongodb://db/?authMechanismProperties="),
+        ];
+        for (uri, shown) in cases {
+            let redacted = redact_uri(uri);
+            assert_eq!(redacted, shown, "{uri}");
+            assert!(!redacted.contains("FwoG"), "{redacted}");
+        }
+    }
+
+    #[test]
+    fn redact_uri_hides_session_tokens_in_config_errors() {
+        let uri = "mongodb://db/?authMechanismProperties=AWS_SESSION_TOKEN:FwoGZXIvYXdzEJr";
+        let settings = Settings { storage_uri: Some(uri.to_owned()), ..Settings::default() };
+        let message = apply_err(&settings).to_string();
+        assert!(!message.contains("FwoG"), "{message}");
+        assert!(message.contains("AWS_SESSION_TOKEN:***"), "{message}");
+        assert!(!format!("{settings:?}").contains("FwoG"), "{settings:?}");
     }
 
     #[test]
