@@ -4,8 +4,9 @@
 //! [`Limiter::builder`](limiter_core::engine::Limiter::builder)) to an app,
 //! a scope or a resource. It decides every limit that applies to a request
 //! in one storage call, answers 429 with a body naming the limit (problem
-//! details for JSON clients) and `Retry-After`, adds the rate-limit headers
-//! to the other responses, and puts the evaluated limits in the request's
+//! details for JSON clients), sends the rate-limit headers (`X-RateLimit-*`
+//! and `Retry-After`, when enabled with `headers_enabled`, as in
+//! Flask-Limiter) on the 429 and on the other responses, and puts the evaluated limits in the request's
 //! extensions as [`CurrentLimits`]. It behaves as `limiter-tower`'s layer
 //! does.
 //!

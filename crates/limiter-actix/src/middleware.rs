@@ -134,7 +134,7 @@ where
             let mut decision = limiter.check(&view).await;
             drop(view);
             if let Some(rejection) = decision.take_rejection() {
-                let response = rejection_response(rejection);
+                let response = render_rejection(rejection, &limiter.header_settings().retry_after);
                 limiter.after_response(&decision, ResponseInfo::new(response.status().as_u16())).await;
                 return Ok(request.into_response(response).map_into_right_body());
             }
@@ -178,15 +178,22 @@ fn add_headers<'h>(map: &mut HeaderMap, headers: impl IntoIterator<Item = (&'h A
 }
 
 /// Renders the limiter's rejection (a 429, a 503, or what a breach hook
-/// chose) as an actix response.
+/// chose) as an actix response. When a breach hook's response has its own
+/// `Retry-After`, the later of it and the limiter's is kept; a limiter
+/// that renames `Retry-After` does this through the middleware.
 pub fn rejection_response(rejection: Rejection) -> HttpResponse<BoxBody> {
+    render_rejection(rejection, "Retry-After")
+}
+
+/// [`rejection_response`], with the limiter's name for `Retry-After`.
+fn render_rejection(rejection: Rejection, retry_after: &str) -> HttpResponse<BoxBody> {
     let status = StatusCode::from_u16(rejection.status).unwrap_or(StatusCode::TOO_MANY_REQUESTS);
     let mut response = HttpResponse::with_body(status, rejection.body).map_into_boxed_body();
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::try_from(rejection.content_type) {
         headers.insert(CONTENT_TYPE, value);
     }
-    // A fresh response: no earlier Retry-After to keep.
-    add_headers(headers, rejection.headers.iter().map(|(name, value)| (name, value.as_str())), "");
+    // A breach hook's own headers come first, the limiter's after them.
+    add_headers(headers, rejection.headers.iter().map(|(name, value)| (name, value.as_str())), retry_after);
     response
 }

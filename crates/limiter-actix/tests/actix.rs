@@ -349,6 +349,33 @@ async fn breach_hooks_replace_the_response_and_storage_keys_use_the_route_name()
 }
 
 #[actix_web::test]
+async fn a_breach_hooks_later_retry_after_is_kept() {
+    let clock = ManualClock::new(MANUAL_START);
+    let hook = |retry: &'static str| {
+        move |_: &limiter_core::engine::Breach| {
+            Some(limiter_core::engine::Rejection::text(429, "later").with_header("Retry-After", retry))
+        }
+    };
+    for (retry, expected) in [("3600", "3600"), ("5", "60")] {
+        let limiter = Limiter::builder()
+            .clock(clock.clone())
+            .headers_enabled(true)
+            .default_limits("1/minute")
+            .on_breach(hook(retry))
+            .build()
+            .unwrap();
+        let app =
+            init_service(App::new().wrap(LimiterMiddleware::new(limiter)).route("/x", web::get().to(|| async { "x" })))
+                .await;
+        assert_eq!(send!(&app, get_from("/x", ME)).0, StatusCode::OK);
+        let (status, headers, body) = send!(&app, get_from("/x", ME));
+        assert_eq!((status, body.as_str()), (StatusCode::TOO_MANY_REQUESTS, "later"));
+        assert_eq!(header(&headers, "retry-after"), Some(expected), "the hook said {retry}");
+        assert_eq!(header(&headers, "x-ratelimit-remaining"), Some("0"));
+    }
+}
+
+#[actix_web::test]
 async fn a_scope_or_resource_can_be_wrapped_alone() {
     let limiter = Limiter::builder().default_limits("1/minute").build().unwrap();
     let app = init_service(

@@ -11,7 +11,7 @@ use limiter_core::{RateLimit, StorageError, StorageErrorKind, Timestamp};
 
 use crate::NAME;
 use crate::modes::{Seen, consumes, plan};
-use crate::protocol::{Meta, Reply};
+use crate::protocol::{Exptime, Meta, Reply};
 use crate::servers::Servers;
 
 /// How many times a CAS undo retries after another client changed the counter.
@@ -156,7 +156,7 @@ pub(crate) async fn decide(servers: &Servers, batch: &Batch<'_>) -> Result<Outco
         // being counted.
         let hit = consumes(batch.mode) && item.action == Action::Hit && item.cost <= item.limit.amount();
         if hit {
-            pipeline.incr(key, item.cost, item.limit.window_secs())?;
+            pipeline.incr(key, item.cost, Exptime::after(item.limit.window_secs(), now))?;
         } else {
             pipeline.get(key)?;
         }
@@ -171,15 +171,23 @@ pub(crate) async fn decide(servers: &Servers, batch: &Batch<'_>) -> Result<Outco
         let count = count(reply)?;
         let meta = reply.meta().unwrap_or_default();
         let amount = item.limit.amount();
-        let allowed = if *hit { count <= amount } else { item.cost <= amount && count + item.cost <= amount };
-        if *hit && count == item.cost {
-            // This hit opened the window: write the expiry `limits` reads
-            // for its reset time, without waiting for it.
-            let window = item.limit.window_secs();
+        // Saturating: another client may have left a count near `u64::MAX`.
+        let allowed =
+            if *hit { count <= amount } else { item.cost <= amount && count.saturating_add(item.cost) <= amount };
+        let exptime = Exptime::after(item.limit.window_secs(), now);
+        // Only the hit that created the counter writes the expiry `limits`
+        // reads for its reset time (without waiting for it): its count is
+        // its cost and its TTL the full window (`ma` has no flag saying it
+        // created the item). A live counter an undo brought back to 0 keeps
+        // the end it has, unless it was created moments before (the same
+        // second, or within a minute for a window over 30 days) and its end
+        // then moves by as much.
+        if *hit && count == item.cost && exptime.is_fresh(meta.ttl, now) {
             let end = float_seconds(now.saturating_add(item.limit.window()));
             // A key too long for its `/expires` sibling goes without (as
-            // `limits` could not use it at all).
-            let _ = expires.set(&expires_key(key), end.as_bytes(), window);
+            // `limits` could not use it at all); the refused command leaves
+            // the pipeline as it was.
+            let _ = expires.set(&expires_key(key), end.as_bytes(), exptime);
         }
         steps.push(Step { count, ttl: meta.ttl, cas: meta.cas, seen: Seen { allowed, consumed: *hit } });
     }
@@ -197,7 +205,7 @@ pub(crate) async fn decide(servers: &Servers, batch: &Batch<'_>) -> Result<Outco
         }
         match undos.iter_mut().find(|u| u.key == key.as_str()) {
             Some(u) => {
-                u.delta += item.cost;
+                u.delta = u.delta.saturating_add(item.cost);
                 (u.cas, u.ttl) = (step.cas, step.ttl);
             }
             None => undos.push(Undo {

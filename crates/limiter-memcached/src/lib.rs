@@ -30,12 +30,22 @@
 //! | fixed window | `<key>/expires` | the window's end, float seconds (`1795706165.1159978`) | the window |
 //! | sliding window counter | `<key>/<int(now / window)>` (and the previous window's) | decimal count | twice the window |
 //!
+//! Memcached reads an expiry over 30 days (2,592,000 s) as a Unix time, so
+//! a TTL over 30 days is sent as one: the limiter's clock (the Unix time)
+//! plus the TTL, at the latest 2038-01-19 (memcached's exptime is 32-bit;
+//! longer windows end then).
+//!
 //! There is no `LIMITS:` prefix on Memcached. Sliding windows are those of
 //! the limiter's clock (the client's, as in `limits`), so the hosts sharing
 //! a Memcached should keep their clocks in sync. A key memcached cannot take
 //! as it is (spaces, control characters, non-ASCII identifiers, which
-//! `limits` rejects) goes base64-encoded with the meta protocol's `b` flag;
-//! a key over 250 bytes is an error. Several servers
+//! `limits` rejects) goes base64-encoded with the meta protocol's `b` flag.
+//! Memcached takes keys of up to 250 bytes as sent: at most 250 bytes for a
+//! key sent as it is, at most 186 bytes for one sent base64-encoded (4 bytes
+//! sent per 3). A longer key is refused with a
+//! [`Rejected`](StorageErrorKind::Rejected) error before anything is sent;
+//! a fixed window whose `<key>/expires` would be too long goes without it.
+//! Several servers
 //! (`memcached://h1:p1,h2:p2`) share the keys as pymemcache's `HashClient`
 //! shares them (rendezvous hashing of `"<host>:<port>-<key>"` with
 //! MurmurHash3), so Python and Rust look for each key on the same server.
@@ -62,8 +72,10 @@
 //! limits are never looser than with a script-based storage, only
 //! sometimes briefly stricter.
 //!
-//! The hit that opens a fixed window also writes `<key>/expires`, in the
-//! same connection but without waiting for the answer.
+//! The hit that creates a fixed window's counter (its reply shows the count
+//! equal to its cost and the full window to live) also writes
+//! `<key>/expires`, in the same connection but without waiting for the
+//! answer. A counter an undo brought back to 0 keeps the `/expires` it has.
 //!
 //! | Request | Round trips |
 //! |---|---|
@@ -80,7 +92,13 @@
 //! count, which lets concurrent hits through); and `reset` works (Python's
 //! raises `NotImplementedError`): it lists the keys with `lru_crawler
 //! metadump` and deletes those starting with
-//! [`reset_prefix`](MemcachedOptions::reset_prefix).
+//! [`reset_prefix`](MemcachedOptions::reset_prefix). TTLs over 30 days
+//! (fixed windows over 30 days, sliding windows over 15) are sent as Unix
+//! times (see [Keys](#keys-those-of-limits)): `limits` sends them as they
+//! are, which memcached reads as a time in 1970, so each of its hits
+//! recreates the counter and such limits are never enforced. The keys and
+//! values are the same; a Python peer's increments count on counters this
+//! crate created, but a counter Python creates expires at once.
 //!
 //! # URIs
 //!

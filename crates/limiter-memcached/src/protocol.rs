@@ -9,8 +9,30 @@
 
 use std::fmt::Write as _;
 
-/// Memcached's limit on the length of a key.
+use limiter_core::Timestamp;
+
+/// Memcached's limit on the length of a key, as sent.
 pub(crate) const MAX_KEY_LEN: usize = 250;
+
+/// The longest key that fits base64-encoded: 4 bytes sent per 3, so
+/// `4 * ceil(n / 3) <= 250`.
+pub(crate) const MAX_ENCODED_KEY_LEN: usize = MAX_KEY_LEN / 4 * 3;
+
+/// The largest item memcached can hold (its `-I` option's maximum, 1 GiB).
+const MAX_VALUE_LEN: usize = 1 << 30;
+
+/// The longest expiry memcached reads as seconds from now
+/// (`REALTIME_MAXDELTA`, 30 days); above it, an expiry is a Unix time.
+pub(crate) const MAX_RELATIVE_TTL: u64 = 30 * 24 * 3600;
+
+/// The latest Unix time memcached can take as an expiry (its exptime is a
+/// signed 32-bit number): 2038-01-19.
+const MAX_EXPTIME: u64 = 2_147_483_647;
+
+/// How far the TTL memcached answers for an item it just gave an absolute
+/// expiry may stray from the one meant: that TTL is the expiry, reckoned on
+/// the limiter's clock, less the server's clock, rounded by a second.
+const CLOCK_SLACK: u64 = 60;
 
 /// One reply to one meta command.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,14 +109,19 @@ pub(crate) fn parse_reply(buf: &[u8]) -> Result<Option<(usize, Reply)>, Protocol
                 .and_then(|s| s.parse().ok())
                 .ok_or_else(|| ProtocolError(format!("a value reply without a size: {line:?}")))?;
             let meta = parse_meta(tokens);
-            let total = consumed + size + 2;
+            let data_end = Some(size)
+                .filter(|&size| size <= MAX_VALUE_LEN)
+                .and_then(|size| consumed.checked_add(size))
+                .filter(|end| end.checked_add(2).is_some())
+                .ok_or_else(|| ProtocolError(format!("a value reply with an impossible size: {line:?}")))?;
+            let total = data_end + 2;
             if buf.len() < total {
                 return Ok(None);
             }
-            if buf.get(consumed + size..total) != Some(b"\r\n".as_slice()) {
+            if buf.get(data_end..total) != Some(b"\r\n".as_slice()) {
                 return Err(ProtocolError("a value not followed by a line end".to_owned()));
             }
-            let data = buf.get(consumed..consumed + size).unwrap_or_default().to_vec();
+            let data = buf.get(consumed..data_end).unwrap_or_default().to_vec();
             return Ok(Some((total, Reply::Value { data, meta })));
         }
         "HD" => Reply::Done(parse_meta(tokens)),
@@ -110,7 +137,8 @@ pub(crate) fn parse_reply(buf: &[u8]) -> Result<Option<(usize, Reply)>, Protocol
 fn parse_meta<'a>(tokens: impl Iterator<Item = &'a str>) -> Meta {
     let mut meta = Meta::default();
     for token in tokens {
-        let (flag, value) = token.split_at(token.len().min(1));
+        // A token starting with a multi-byte character is no flag of ours.
+        let Some((flag, value)) = token.split_at_checked(1) else { continue };
         match flag {
             "t" => meta.ttl = value.parse().ok(),
             "c" => meta.cas = value.parse().ok(),
@@ -122,22 +150,69 @@ fn parse_meta<'a>(tokens: impl Iterator<Item = &'a str>) -> Meta {
 
 /// A key that memcached cannot hold.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct KeyTooLong(pub(crate) usize);
+pub(crate) struct KeyTooLong {
+    /// The key's length in bytes.
+    pub(crate) len: usize,
+    /// Its length base64-encoded, if it would be sent so.
+    pub(crate) encoded: Option<usize>,
+}
 
 /// Writes `key` as a command's key: as is when it is printable ASCII without
 /// spaces (every key `limits` can use), else base64-encoded, which the
 /// caller flags with `b`, so that no identifier can break the command line.
-/// Returns whether it was encoded.
+/// Returns whether it was encoded. Memcached limits the key as sent, so an
+/// encoded key is measured encoded. Writes nothing on error.
 fn push_key(out: &mut Vec<u8>, key: &str) -> Result<bool, KeyTooLong> {
-    if key.len() > MAX_KEY_LEN {
-        return Err(KeyTooLong(key.len()));
-    }
     if !key.is_empty() && key.bytes().all(|b| b.is_ascii_graphic()) {
+        if key.len() > MAX_KEY_LEN {
+            return Err(KeyTooLong { len: key.len(), encoded: None });
+        }
         out.extend_from_slice(key.as_bytes());
         Ok(false)
     } else {
+        let encoded = base64::encoded_len(key.len(), true).unwrap_or(usize::MAX);
+        if encoded > MAX_KEY_LEN {
+            return Err(KeyTooLong { len: key.len(), encoded: Some(encoded) });
+        }
         base64(key.as_bytes(), out);
         Ok(true)
+    }
+}
+
+/// An item's expiry as memcached reads it (the `N` and `T` flags).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Exptime {
+    /// What is sent.
+    value: u64,
+    /// Whether `value` is a Unix time rather than seconds from now.
+    absolute: bool,
+}
+
+impl Exptime {
+    /// `ttl` seconds after `now`: sent as is up to 30 days, beyond as the
+    /// Unix time `now + ttl` (memcached would read the bare TTL as a time in
+    /// 1970, and drop the item at once), at the latest in January 2038.
+    /// `now` must be the Unix time, as the limiter's system clock gives it.
+    pub(crate) fn after(ttl: u64, now: Timestamp) -> Exptime {
+        if ttl <= MAX_RELATIVE_TTL {
+            Exptime { value: ttl, absolute: false }
+        } else {
+            Exptime { value: now.as_secs().saturating_add(ttl).min(MAX_EXPTIME), absolute: true }
+        }
+    }
+
+    /// Whether `answered`, the TTL memcached returned (`t`) with the item
+    /// it just gave this expiry at `now`, is the TTL of an item created by
+    /// that command rather than an older one. A relative expiry comes back
+    /// exactly (memcached reckons both in the same command); an absolute
+    /// one within [`CLOCK_SLACK`] of the seconds left until it.
+    pub(crate) fn is_fresh(self, answered: Option<i64>, now: Timestamp) -> bool {
+        let Some(answered) = answered.and_then(|t| u64::try_from(t).ok()) else { return false };
+        if self.absolute {
+            answered.abs_diff(self.value.saturating_sub(now.as_secs())) <= CLOCK_SLACK
+        } else {
+            answered == self.value
+        }
     }
 }
 
@@ -163,10 +238,13 @@ pub(crate) struct Commands {
 }
 
 impl Commands {
+    /// Adds one command line; leaves the buffer as it was if the key does
+    /// not fit, so that the next command is not glued to half of this one.
     fn line(&mut self, verb: &str, key: &str, flags: &str) -> Result<(), KeyTooLong> {
+        let start = self.bytes.len();
         self.bytes.extend_from_slice(verb.as_bytes());
         self.bytes.push(b' ');
-        let encoded = push_key(&mut self.bytes, key)?;
+        let encoded = push_key(&mut self.bytes, key).inspect_err(|_| self.bytes.truncate(start))?;
         // Flags after the key; `ms` wants its data length first.
         self.bytes.extend_from_slice(flags.as_bytes());
         if encoded {
@@ -183,10 +261,10 @@ impl Commands {
     }
 
     /// `ma`: adds `delta`, creating the item with the value `delta` and the
-    /// TTL `ttl` if it is missing (as `limits`' `incr` then `add` does, but
-    /// in one step). Answers the new value, its TTL and CAS.
-    pub(crate) fn incr(&mut self, key: &str, delta: u64, ttl: u64) -> Result<(), KeyTooLong> {
-        self.line("ma", key, &format!(" N{ttl} J{delta} D{delta} v t c"))
+    /// expiry `exptime` if it is missing (as `limits`' `incr` then `add`
+    /// does, but in one step). Answers the new value, its TTL and CAS.
+    pub(crate) fn incr(&mut self, key: &str, delta: u64, exptime: Exptime) -> Result<(), KeyTooLong> {
+        self.line("ma", key, &format!(" N{} J{delta} D{delta} v t c", exptime.value))
     }
 
     /// `ma` in decrement mode (memcached stops at 0), only if the item's CAS
@@ -205,9 +283,9 @@ impl Commands {
         self.line("ma", key, &format!(" D{delta}"))
     }
 
-    /// `ms`: sets `value` with a TTL (0: none).
-    pub(crate) fn set(&mut self, key: &str, value: &[u8], ttl: u64) -> Result<(), KeyTooLong> {
-        self.line("ms", key, &format!(" {} T{ttl}", value.len()))?;
+    /// `ms`: sets `value` with an expiry.
+    pub(crate) fn set(&mut self, key: &str, value: &[u8], exptime: Exptime) -> Result<(), KeyTooLong> {
+        self.line("ms", key, &format!(" {} T{}", value.len(), exptime.value))?;
         self.bytes.extend_from_slice(value);
         self.bytes.extend_from_slice(b"\r\n");
         Ok(())
@@ -229,6 +307,8 @@ impl Commands {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    const NOW: Timestamp = Timestamp::from_secs(1_795_706_165);
 
     #[test]
     fn parses_each_reply() {
@@ -261,11 +341,11 @@ mod tests {
     fn commands_are_meta_lines() {
         let mut c = Commands::default();
         c.get("LIMITER/a/5/1/minute").unwrap();
-        c.incr("k", 3, 60).unwrap();
+        c.incr("k", 3, Exptime::after(60, NOW)).unwrap();
         c.decr("k", 3, Some(9)).unwrap();
         c.decr("k", 1, None).unwrap();
         c.add_to("k", 2).unwrap();
-        c.set("k/expires", b"1.5", 60).unwrap();
+        c.set("k/expires", b"1.5", Exptime::after(60, NOW)).unwrap();
         c.delete("k").unwrap();
         c.noop();
         assert_eq!(
@@ -281,9 +361,84 @@ mod tests {
         let mut c = Commands::default();
         c.delete("foo bar").unwrap();
         c.delete("é").unwrap();
-        c.set("a b", b"1", 5).unwrap();
+        c.set("a b", b"1", Exptime::after(5, NOW)).unwrap();
         assert_eq!(String::from_utf8(c.bytes).unwrap(), "md Zm9vIGJhcg== b\r\nmd w6k= b\r\nms YSBi 1 T5 b\r\n1\r\n");
-        assert_eq!(Commands::default().get(&"k".repeat(251)), Err(KeyTooLong(251)));
+        assert_eq!(Commands::default().get(&"k".repeat(251)), Err(KeyTooLong { len: 251, encoded: None }));
+        assert!(Commands::default().get(&"k".repeat(250)).is_ok());
+    }
+
+    /// Memcached measures the key it is sent: 186 bytes encode to 248,
+    /// 187 to 252, over its 250.
+    #[test]
+    fn encoded_keys_are_measured_encoded() {
+        assert_eq!(MAX_ENCODED_KEY_LEN, 186);
+        let fits = format!(" {}", "k".repeat(MAX_ENCODED_KEY_LEN - 1));
+        let mut c = Commands::default();
+        c.get(&fits).unwrap();
+        assert_eq!(c.bytes.len(), "mg ".len() + 248 + " v t c b\r\n".len());
+        let over = format!(" {}", "k".repeat(MAX_ENCODED_KEY_LEN));
+        assert_eq!(Commands::default().get(&over), Err(KeyTooLong { len: 187, encoded: Some(252) }));
+        let spaced = format!("a {}", "b".repeat(188));
+        assert_eq!(Commands::default().get(&spaced), Err(KeyTooLong { len: 190, encoded: Some(256) }));
+    }
+
+    /// A command whose key does not fit leaves nothing behind for the next
+    /// one to be glued to.
+    #[test]
+    fn a_refused_command_leaves_the_buffer_as_it_was() {
+        let mut c = Commands::default();
+        c.get("a").unwrap();
+        let long = "k".repeat(251);
+        assert!(c.set(&long, b"1", Exptime::after(60, NOW)).is_err());
+        assert!(c.incr(&long, 1, Exptime::after(60, NOW)).is_err());
+        assert!(c.delete(&format!(" {}", "k".repeat(200))).is_err());
+        c.get("b").unwrap();
+        assert_eq!(String::from_utf8(c.bytes).unwrap(), "mg a v t c\r\nmg b v t c\r\n");
+        assert_eq!(c.count, 2);
+    }
+
+    /// Expiries over 30 days go as Unix times, capped at 2038; the TTL
+    /// memcached answers tells a just-created item from an older one.
+    #[test]
+    fn long_expiries_are_unix_times() {
+        let now = Timestamp::from_nanos(1_795_706_165_900_000_000);
+        let month = Exptime::after(MAX_RELATIVE_TTL, now);
+        assert_eq!(month, Exptime { value: 2_592_000, absolute: false });
+        let year = Exptime::after(31_536_000, now);
+        assert_eq!(year, Exptime { value: 1_795_706_165 + 31_536_000, absolute: true });
+        let mut c = Commands::default();
+        c.incr("k", 1, year).unwrap();
+        c.set("k/expires", b"1", year).unwrap();
+        assert_eq!(
+            String::from_utf8(c.bytes).unwrap(),
+            "ma k N1827242165 J1 D1 v t c\r\nms k/expires 1 T1827242165\r\n1\r\n"
+        );
+        assert_eq!(Exptime::after(u64::MAX, now).value, 2_147_483_647);
+
+        assert!(month.is_fresh(Some(2_592_000), now));
+        assert!(!month.is_fresh(Some(2_591_999), now), "created a second ago or more");
+        assert!(!month.is_fresh(None, now));
+        assert!(year.is_fresh(Some(31_536_001), now), "memcached rounds up");
+        assert!(year.is_fresh(Some(31_535_990), now), "the server's clock a little ahead");
+        assert!(!year.is_fresh(Some(31_536_000 - 3600), now), "created an hour ago");
+        let capped = Exptime::after(100 * 31_536_000, now);
+        assert!(capped.is_fresh(Some(2_147_483_647 - 1_795_706_165), now));
+        assert!(!capped.is_fresh(Some(-1), now));
+    }
+
+    /// Replies that are not what memcached sends are errors, never panics.
+    #[test]
+    fn bad_replies_are_errors() {
+        assert_eq!(
+            parse_reply("HD \u{e9}t5 t7\r\n".as_bytes()).unwrap(),
+            Some((12, Reply::Done(Meta { ttl: Some(7), cas: None }))),
+            "a flag starting with a multi-byte character is skipped"
+        );
+        assert_eq!(parse_reply("VA 1 \u{e9}\r\n1\r\n".as_bytes()).unwrap().map(|(n, _)| n), Some(12));
+        for size in [u64::MAX, u64::MAX - 1, u64::MAX - 5] {
+            let reply = format!("VA {size} t1\r\n");
+            assert!(parse_reply(reply.as_bytes()).is_err(), "{reply:?}");
+        }
     }
 
     #[test]

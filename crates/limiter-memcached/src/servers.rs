@@ -7,7 +7,7 @@ use limiter_core::{StorageError, StorageErrorKind};
 
 use crate::NAME;
 use crate::connection::{Connection, Pending, Timeouts};
-use crate::protocol::{Commands, KeyTooLong, MAX_KEY_LEN, Reply};
+use crate::protocol::{Commands, Exptime, KeyTooLong, MAX_ENCODED_KEY_LEN, MAX_KEY_LEN, Reply};
 use crate::ring;
 use crate::uri::Address;
 
@@ -54,11 +54,16 @@ pub(crate) struct Pipeline<'s> {
 }
 
 fn too_long(e: &KeyTooLong) -> StorageError {
-    StorageError::new(
-        StorageErrorKind::Rejected,
-        NAME,
-        format!("a key of {} bytes is longer than memcached's {MAX_KEY_LEN}: use shorter identifiers", e.0),
-    )
+    let why = match e.encoded {
+        None => format!("a key of {} bytes is longer than memcached's {MAX_KEY_LEN}: use shorter identifiers", e.len),
+        Some(encoded) => format!(
+            "a key of {} bytes, sent base64-encoded as {encoded} because of its spaces, control or non-ASCII \
+             characters, is longer than memcached's {MAX_KEY_LEN}: such a key may have at most \
+             {MAX_ENCODED_KEY_LEN} bytes; use shorter identifiers",
+            e.len
+        ),
+    };
+    StorageError::new(StorageErrorKind::Rejected, NAME, why)
 }
 
 impl Pipeline<'_> {
@@ -83,8 +88,8 @@ impl Pipeline<'_> {
     }
 
     /// See [`Commands::incr`].
-    pub(crate) fn incr(&mut self, key: &str, delta: u64, ttl: u64) -> Result<usize, StorageError> {
-        self.push(key, |c| c.incr(key, delta, ttl))
+    pub(crate) fn incr(&mut self, key: &str, delta: u64, exptime: Exptime) -> Result<usize, StorageError> {
+        self.push(key, |c| c.incr(key, delta, exptime))
     }
 
     /// See [`Commands::decr`].
@@ -98,8 +103,8 @@ impl Pipeline<'_> {
     }
 
     /// See [`Commands::set`].
-    pub(crate) fn set(&mut self, key: &str, value: &[u8], ttl: u64) -> Result<usize, StorageError> {
-        self.push(key, |c| c.set(key, value, ttl))
+    pub(crate) fn set(&mut self, key: &str, value: &[u8], exptime: Exptime) -> Result<usize, StorageError> {
+        self.push(key, |c| c.set(key, value, exptime))
     }
 
     /// See [`Commands::delete`].

@@ -11,7 +11,7 @@ use limiter_core::{RateLimit, StorageError, StorageErrorKind, Timestamp};
 
 use crate::NAME;
 use crate::modes::{Seen, consumes, plan};
-use crate::protocol::Reply;
+use crate::protocol::{Exptime, Reply};
 use crate::servers::Servers;
 
 /// `limits`' two keys at `now`: the previous window's and the current one's.
@@ -50,7 +50,8 @@ pub(crate) async fn decide(servers: &Servers, batch: &Batch<'_>) -> Result<Outco
         let hit = consumes(batch.mode) && item.action == Action::Hit && item.cost <= item.limit.amount();
         pipeline.get(previous)?;
         if hit {
-            pipeline.incr(current, item.cost, 2 * item.limit.window_secs())?;
+            let ttl = item.limit.window_secs().saturating_mul(2);
+            pipeline.incr(current, item.cost, Exptime::after(ttl, now))?;
         } else {
             pipeline.get(current)?;
         }
@@ -64,8 +65,10 @@ pub(crate) async fn decide(servers: &Servers, batch: &Batch<'_>) -> Result<Outco
         let (window, amount) = (item.limit.window_nanos(), item.limit.amount());
         let share = mul_div(prev, left(&item.limit, now), window);
         // A hit's count already includes it (and every concurrent hit).
+        // Saturating: another client may have left a count near `u64::MAX`.
+        let counted = share.saturating_add(cur);
         let allowed =
-            if *hit { share + cur <= amount } else { item.cost <= amount && share + cur + item.cost <= amount };
+            if *hit { counted <= amount } else { item.cost <= amount && counted.saturating_add(item.cost) <= amount };
         steps.push(Step { prev, cur, seen: Seen { allowed, consumed: *hit } });
     }
 
@@ -75,7 +78,7 @@ pub(crate) async fn decide(servers: &Servers, batch: &Batch<'_>) -> Result<Outco
     for ((item, (_, current)), undo) in batch.items.iter().zip(&keys).zip(&plan.undo) {
         if *undo {
             match undos.iter_mut().find(|(k, _)| *k == current.as_str()) {
-                Some((_, delta)) => *delta += item.cost,
+                Some((_, delta)) => *delta = delta.saturating_add(item.cost),
                 None => undos.push((current, item.cost)),
             }
         }

@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use limiter_core::{Clock, FixedWindow, Key, RateLimiter, SlidingWindowCounter, Storage, SystemClock};
+use limiter_core::{Clock, FixedWindow, Item, Key, Mode, RateLimiter, SlidingWindowCounter, Storage, SystemClock};
 use limiter_memcached::MemcachedStorage;
 use limiter_testkit::server::MemcachedServer;
 use limiter_testkit::{Env, conformance_tests};
@@ -219,4 +219,135 @@ fn outside_a_runtime_is_an_error() {
     let err = MemcachedStorage::lazy("memcached://127.0.0.1:11211", limiter_memcached::MemcachedOptions::default())
         .unwrap_err();
     assert!(err.to_string().contains("within a Tokio runtime"), "{err}");
+}
+
+/// A key that fits but whose `/expires` sibling does not (245 bytes) opens
+/// its window in the same batch as a normal key on the same server: the
+/// normal key still gets its `/expires`, and the connection stays usable.
+#[tokio::test]
+async fn a_key_too_long_for_its_expiry_spoils_no_other_command() {
+    let Some(server) = MemcachedServer::spawn_or_skip("memcached long expiry key") else { return };
+    let storage = MemcachedStorage::connect(&server.url()).await.unwrap();
+    let limiter = RateLimiter::new(FixedWindow, storage.clone());
+    let limit: limiter_core::RateLimit = "1/minute".parse().unwrap();
+    let edge = "e".repeat(226);
+    let (edge_ids, normal) = ([edge.as_str()], ["normal"]);
+    assert_eq!(Key::new(&edge_ids).storage_key(&limit).len(), 245);
+    let items = [Item::new(limit, Key::new(&edge_ids)), Item::new(limit, Key::new(&normal))];
+    let outcome = limiter.decide(&items, Mode::Sequential { stop_at_first_breach: false }).await.unwrap();
+    assert!(outcome.allowed(), "{outcome:?}");
+    // The expiries went out without waiting, ahead of this on the one
+    // connection: once it is answered, they were.
+    storage.check().await.unwrap();
+    let (_, ttl, _) = item(server.0.addr(), "LIMITER/normal/1/1/minute/expires").expect("the normal key's /expires");
+    assert!((58..=60).contains(&ttl), "ttl {ttl}");
+    let outcome = limiter.decide(&items, Mode::Sequential { stop_at_first_breach: false }).await.unwrap();
+    assert_eq!(outcome.states().iter().map(|s| s.unwrap().allowed).collect::<Vec<_>>(), [false, false]);
+}
+
+/// Memcached limits a key as sent: one sent base64-encoded takes 4 bytes
+/// per 3, so 186 bytes fit and 187 are refused as too long, before
+/// anything is sent.
+#[tokio::test]
+async fn keys_sent_base64_are_limited_as_sent() {
+    let Some(server) = MemcachedServer::spawn_or_skip("memcached base64 key length") else { return };
+    let storage = MemcachedStorage::connect(&server.url()).await.unwrap();
+    let limiter = RateLimiter::new(FixedWindow, storage.clone());
+    let limit = "1/minute".parse().unwrap();
+    let fits = format!("a {}", "b".repeat(165));
+    assert_eq!(Key::new(&[fits.as_str()]).storage_key(&limit).len(), 186);
+    assert!(limiter.hit(&limit, &[&fits], 1).await.unwrap());
+    assert!(!limiter.hit(&limit, &[&fits], 1).await.unwrap());
+    for identifier in [format!("a {}", "b".repeat(166)), format!("a {}", "b".repeat(188))] {
+        let err = limiter.hit(&limit, &[&identifier], 1).await.unwrap_err();
+        assert_eq!(err.kind(), limiter_core::StorageErrorKind::Rejected, "{err}");
+        assert!(err.to_string().contains("longer than memcached's 250"), "{err}");
+        assert!(err.to_string().contains("186"), "{err}");
+    }
+    storage.check().await.unwrap();
+    assert!(limiter.hit(&limit, &["after"], 1).await.unwrap());
+}
+
+/// Memcached reads an expiry over 30 days as a Unix time: a year-long
+/// fixed window and a month-long sliding window (its counters live two
+/// months) are sent their expiry as one, and still enforced.
+#[tokio::test]
+async fn windows_over_thirty_days_are_enforced() {
+    const DAY: u64 = 24 * 3600;
+    let Some(server) = MemcachedServer::spawn_or_skip("memcached long windows") else { return };
+    let storage = MemcachedStorage::connect(&server.url()).await.unwrap();
+    let fixed = RateLimiter::new(FixedWindow, storage.clone());
+    let year: limiter_core::RateLimit = "1/year".parse().unwrap();
+    // `limits`' year: 12 months of 30 days.
+    let window = year.window_secs();
+    assert_eq!(window, 360 * DAY);
+    let now = SystemClock.now();
+    assert!(fixed.hit(&year, &["yearly"], 1).await.unwrap());
+    assert!(!fixed.hit(&year, &["yearly"], 1).await.unwrap(), "the counter outlives the hit");
+    let stats = fixed.window_stats(&year, &["yearly"]).await.unwrap();
+    assert_eq!(stats.remaining, 0);
+    let ahead = stats.reset_at.as_secs() - now.as_secs();
+    assert!((window - 5..=window + 5).contains(&ahead), "resets in {ahead} s");
+    storage.check().await.unwrap();
+    let (end, ttl, _) = item(server.0.addr(), "LIMITER/yearly/1/1/year/expires").expect("/expires");
+    assert!((window - 5..=window + 5).contains(&ttl.unsigned_abs()), "ttl {ttl}");
+    let end: f64 = end.parse().unwrap();
+    assert!((end - now.as_secs_f64() - window as f64).abs() < 5.0, "window end {end}");
+
+    let sliding = RateLimiter::new(SlidingWindowCounter, storage);
+    let month = "10/month".parse().unwrap();
+    let now = SystemClock.now();
+    for hit in 0..10 {
+        assert!(sliding.hit(&month, &["monthly"], 1).await.unwrap(), "hit {hit}");
+    }
+    assert!(!sliding.hit(&month, &["monthly"], 1).await.unwrap(), "the eleventh hit");
+    let stats = sliding.window_stats(&month, &["monthly"]).await.unwrap();
+    assert_eq!(stats.remaining, 0);
+    assert!(stats.reset_at.as_secs() <= now.as_secs() + 30 * DAY + 5, "resets at {:?}", stats.reset_at);
+    let bucket = now.as_secs() / (30 * DAY);
+    let (count, ttl, _) = item(server.0.addr(), &format!("LIMITER/monthly/10/1/month/{bucket}")).expect("count");
+    assert_eq!(count, "10");
+    assert!((60 * DAY - 5..=60 * DAY + 5).contains(&ttl.unsigned_abs()), "ttl {ttl}");
+}
+
+/// A counter at the top of `u64` (another client's doing) refuses, and
+/// panics nothing.
+#[tokio::test]
+async fn counters_near_the_top_of_u64_refuse() {
+    let Some(server) = MemcachedServer::spawn_or_skip("memcached huge counters") else { return };
+    let storage = MemcachedStorage::connect(&server.url()).await.unwrap();
+    let addr = server.0.addr();
+    let max = u64::MAX.to_string();
+    let set = |key: &str, value: &str| {
+        raw(addr, &format!("ms {key} {} T3600\r\n{value}\r\n", value.len()), "HD\r\n");
+    };
+    let fixed = RateLimiter::new(FixedWindow, storage.clone());
+    let limit: limiter_core::RateLimit = "5/hour".parse().unwrap();
+    set("LIMITER/huge/5/1/hour", &max);
+    assert!(!fixed.test(&limit, &["huge"], 1).await.unwrap());
+
+    let sliding = RateLimiter::new(SlidingWindowCounter, storage);
+    let bucket = SystemClock.now().as_secs() / 3600;
+    set(&format!("LIMITER/huge/5/1/hour/{}", bucket - 1), &max);
+    set(&format!("LIMITER/huge/5/1/hour/{bucket}"), &(u64::MAX - 1).to_string());
+    assert!(!sliding.test(&limit, &["huge"], 1).await.unwrap());
+    assert!(!sliding.hit(&limit, &["huge"], 1).await.unwrap());
+}
+
+/// Only the hit that creates a counter writes `/expires`: a live counter
+/// that an undo brought back to 0 keeps the window's end it had.
+#[tokio::test]
+async fn expires_is_written_only_by_the_hit_that_creates_the_counter() {
+    let Some(server) = MemcachedServer::spawn_or_skip("memcached expires once") else { return };
+    let storage = MemcachedStorage::connect(&server.url()).await.unwrap();
+    let addr = server.0.addr();
+    // A window opened a while ago, everything in it given back.
+    raw(addr, "ms LIMITER/reused/5/1/hour 1 T3000\r\n0\r\n", "HD\r\n");
+    raw(addr, "ms LIMITER/reused/5/1/hour/expires 12 T3000\r\n1000000000.0\r\n", "HD\r\n");
+    let limiter = RateLimiter::new(FixedWindow, storage.clone());
+    assert!(limiter.hit(&"5/hour".parse().unwrap(), &["reused"], 1).await.unwrap());
+    storage.check().await.unwrap();
+    let (end, _, _) = item(addr, "LIMITER/reused/5/1/hour/expires").unwrap();
+    assert_eq!(end, "1000000000.0", "the window's end is left as it was");
+    assert_eq!(item(addr, "LIMITER/reused/5/1/hour").unwrap().0, "1");
 }

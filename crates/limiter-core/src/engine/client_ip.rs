@@ -116,6 +116,7 @@ use ipnet::IpNet;
 
 use super::key::{KeyError, KeyExtractor, ip_key};
 use super::request::RequestInfo;
+use super::response::{HEADER_NAME_RULE, is_header_name};
 
 /// IPv6 clients are keyed by their /64 unless told otherwise.
 const DEFAULT_IPV6_PREFIX: u8 = 64;
@@ -269,7 +270,8 @@ impl Trust {
     }
 }
 
-/// A trusted network that does not parse: the value and what was expected.
+/// A trusted network that does not parse, or a trusted proxy's header
+/// name that is not one: the value and what was expected.
 ///
 /// # Example
 ///
@@ -281,8 +283,11 @@ impl Trust {
 /// assert!(err.to_string().contains("\"10.0.0.0/8\""), "{err}");
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("invalid trusted network {value:?}: {reason}")]
+#[error("invalid {what} {value:?}: {reason}")]
 pub struct TrustedNetworkError {
+    /// What the value was meant to be: a trusted network, or the header a
+    /// trusted proxy writes.
+    what: &'static str,
     value: String,
     reason: String,
 }
@@ -306,7 +311,7 @@ impl TrustedNetworkError {
 
 fn parse_network(value: &str) -> Result<IpNet, TrustedNetworkError> {
     let text = value.trim();
-    let error = |reason: String| TrustedNetworkError { value: value.to_owned(), reason };
+    let error = |reason: String| TrustedNetworkError { what: "trusted network", value: value.to_owned(), reason };
     let parsed =
         if text.contains('/') { text.parse::<IpNet>().ok() } else { text.parse::<IpAddr>().ok().map(IpNet::from) };
     let net = parsed.ok_or_else(|| {
@@ -661,7 +666,7 @@ impl TrustedHeader {
     /// # Errors
     ///
     /// [`TrustedNetworkError`] naming the first value that is not an
-    /// address or a CIDR block.
+    /// address or a CIDR block, or `name` if it is not a header name.
     ///
     /// # Example
     ///
@@ -678,8 +683,18 @@ impl TrustedHeader {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
+        let name = name.into();
+        // A name no request can carry would never be found, and every
+        // client behind the proxy would share the proxy's bucket.
+        if !is_header_name(&name) {
+            return Err(TrustedNetworkError {
+                what: "header name",
+                value: name,
+                reason: format!("use {HEADER_NAME_RULE}, as the proxy writes it"),
+            });
+        }
         let networks = networks.into_iter().map(|n| parse_network(n.as_ref())).collect::<Result<_, _>>()?;
-        Ok(TrustedHeader { name: name.into(), networks, ipv6_prefix: DEFAULT_IPV6_PREFIX })
+        Ok(TrustedHeader { name, networks, ipv6_prefix: DEFAULT_IPV6_PREFIX })
     }
 
     /// Keys IPv6 clients by their first `bits` bits (128: the whole
@@ -1308,6 +1323,11 @@ mod tests {
         assert_eq!(key(&real_ip, &v6), "2001:db8:1:2::/64");
         assert_eq!(key(&real_ip.clone().ipv6_prefix(128), &v6), "2001:db8:1:2::7");
         assert_eq!(TrustedHeader::new("X-Real-IP", ["bad"]).unwrap_err().value(), "bad");
+        for name in ["X Real IP", "", "X-Real-IP:"] {
+            let err = TrustedHeader::new(name, [PROXY]).unwrap_err();
+            assert_eq!(err.value(), name);
+            assert!(err.to_string().starts_with("invalid header name"), "{err}");
+        }
     }
 
     // Parsing helpers.

@@ -10,7 +10,7 @@ use super::declare::Limit;
 use super::failure::FailurePolicy;
 use super::limiter::{LimiterBuilder, Sleeper};
 use super::request::RequestInfo;
-use super::response::{HeaderSettings, RetryAfterFormat};
+use super::response::{HEADER_NAME_RULE, HeaderSettings, RetryAfterFormat, is_header_name};
 use crate::error::ConfigError;
 use crate::limit::RateLimit;
 use crate::notation::parse_many;
@@ -735,14 +735,13 @@ fn uri(spec: &Spec, value: Value) -> Result<String, ConfigError> {
 }
 
 fn header_name(spec: &Spec, value: Value) -> Result<String, ConfigError> {
-    const EXPECTED: &str = "expected an HTTP header name: letters, digits and !#$%&'*+-.^_`|~";
+    let expected = format!("expected {HEADER_NAME_RULE}");
     let name = match value {
         Value::Str(s) => s.trim().to_owned(),
-        other => return Err(invalid(spec, &other, EXPECTED)),
+        other => return Err(invalid(spec, &other, expected)),
     };
-    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
-    if name.is_empty() || !name.chars().all(token) {
-        return Err(ConfigError::InvalidOption { option: spec.flask, value: name, fix: EXPECTED.to_owned() });
+    if !is_header_name(&name) {
+        return Err(ConfigError::InvalidOption { option: spec.flask, value: name, fix: expected });
     }
     Ok(name)
 }

@@ -17,8 +17,8 @@ use super::metrics;
 use super::plan::{Defaults, Plan, Plans};
 use super::request::RequestInfo;
 use super::response::{
-    Breach, HeaderSettings, HeaderValues, Headers, Rejection, Undecided, render_headers, too_many_requests,
-    unavailable, wants_json,
+    Breach, HEADER_NAME_RULE, HeaderSettings, HeaderValues, Headers, Rejection, Undecided, is_header_name,
+    render_headers, too_many_requests, unavailable, wants_json,
 };
 use super::route::{Group, Route};
 use crate::clock::{Clock, SystemClock, Timestamp};
@@ -367,6 +367,7 @@ impl<R: RequestInfo + Send + Sync + 'static> LimiterBuilder<R> {
         check_limits("application limits", &self.application)?;
         check_limits("meta limits", &self.meta)?;
         check_limits("in-memory fallback limits", &self.fallback_limits)?;
+        check_header_names(&self.headers)?;
         for route in &self.routes {
             check_limits(&format!("route {:?}", route.name), &route.limits)?;
         }
@@ -1262,6 +1263,25 @@ impl<R: RequestInfo + Send + Sync + 'static> InlineLimit<R> {
         let items: Vec<Item<'_>> = self.limits.iter().map(|l| Item::new(*l, Key::new(&ids))).collect();
         let now = self.limiter.inner.clock.now();
         self.limiter.run(&items, mode, now).await
+    }
+}
+
+/// The header names the limiter sends must be header names: one that is
+/// not would be dropped from every response without a word.
+fn check_header_names(settings: &HeaderSettings) -> Result<(), ConfigError> {
+    let sent = match (settings.enabled, settings.ietf) {
+        (false, false) => return Ok(()),
+        (true, false) => &settings.names()[..4],
+        (false, true) => &settings.names()[4..],
+        (true, true) => &settings.names()[..],
+    };
+    match sent.iter().find(|name| !is_header_name(name)) {
+        Some(name) => Err(ConfigError::InvalidOption {
+            option: "header names (LimiterBuilder::headers)",
+            value: name.to_string(),
+            fix: format!("use {HEADER_NAME_RULE}"),
+        }),
+        None => Ok(()),
     }
 }
 

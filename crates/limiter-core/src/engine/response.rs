@@ -133,6 +133,14 @@ impl Rejection {
     }
 }
 
+/// What an HTTP header name may hold (RFC 9110's `token`), for errors.
+pub(crate) const HEADER_NAME_RULE: &str = "an HTTP header name: letters, digits and !#$%&'*+-.^_`|~";
+
+/// Whether `name` is an HTTP header name (RFC 9110's `token`).
+pub(crate) fn is_header_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c))
+}
+
 /// Seconds from `now` until `at`, rounded up, at least 1: a `Retry-After`
 /// that never invites an immediate retry.
 pub(crate) fn retry_seconds(at: Timestamp, now: Timestamp) -> u64 {
@@ -344,6 +352,13 @@ pub(crate) fn render_headers(
             _ => Timestamp::from_secs(reset_header),
         };
         let value = match settings.retry_after_format {
+            // A date has whole seconds: a 429's is rounded up (and is at
+            // least a second away), so that it never names a time the
+            // request would still be refused at.
+            RetryAfterFormat::HttpDate if limited => {
+                let at = retry_at.as_secs_ceil().max(now.as_secs() + 1);
+                HeaderText::text(http_date(Timestamp::from_secs(at)))
+            }
             RetryAfterFormat::HttpDate => HeaderText::text(http_date(retry_at)),
             // A 429 never says 0; elsewhere Flask-Limiter's int(reset - now).
             RetryAfterFormat::DeltaSeconds if limited => HeaderText::number(retry_seconds(retry_at, now)),
@@ -504,7 +519,12 @@ mod tests {
         assert_eq!(find(&h, "Retry-After"), Some("3"));
         let date = HeaderSettings { retry_after_format: RetryAfterFormat::HttpDate, ..settings };
         let h = render_headers(&date, &later, &[limit], true, now);
-        assert_eq!(find(&h, "Retry-After"), Some("Thu, 01 Jan 1970 00:00:12 GMT"));
+        assert_eq!(find(&h, "Retry-After"), Some("Thu, 01 Jan 1970 00:00:13 GMT"), "12.1 s, rounded up");
+        let h = render_headers(&date, &soon, &[limit], true, now);
+        assert_eq!(find(&h, "Retry-After"), Some("Thu, 01 Jan 1970 00:00:11 GMT"), "10.000000001 s, rounded up");
+        let past = HeaderValues { retry_at: Some(Timestamp::from_nanos(9_000_000_000)), ..soon };
+        let h = render_headers(&date, &past, &[limit], true, now);
+        assert_eq!(find(&h, "Retry-After"), Some("Thu, 01 Jan 1970 00:00:11 GMT"), "never before a second from now");
     }
 
     #[test]

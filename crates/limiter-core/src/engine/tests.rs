@@ -234,6 +234,24 @@ fn shadow_breaches_count_against_shadow_meta_limits_only() {
     assert_eq!((d.verdict(), d.shadow_limited()), (Verdict::Allowed, true));
 }
 
+// --- configuration mistakes ------------------------------------------------
+
+#[test]
+fn a_header_name_that_is_none_is_refused_at_build() {
+    use super::HeaderSettings;
+    let bad = || HeaderSettings { retry_after: "Retry After".into(), ..HeaderSettings::default() };
+    let (b, _) = builder();
+    let err = b.headers(HeaderSettings { enabled: true, ..bad() }).build().unwrap_err();
+    assert!(err.to_string().contains("\"Retry After\""), "{err}");
+    assert!(err.to_string().contains("header name"), "{err}");
+    // Names of headers that are not sent do not matter.
+    let (b, _) = builder();
+    assert!(b.headers(bad()).build().is_ok());
+    let (b, _) = builder();
+    let ietf = HeaderSettings { ietf: true, ietf_state: "Rate Limit".into(), ..HeaderSettings::default() };
+    assert!(b.headers(ietf).build().is_err());
+}
+
 // --- the limit table -----------------------------------------------------
 
 #[test]
