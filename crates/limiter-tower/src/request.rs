@@ -24,6 +24,11 @@ pub enum RouteSource {
     /// names the gRPC method, or plain hyper services). Since clients
     /// choose paths, metrics and logs name the paths of routes the limiter
     /// was not told about `<undeclared>`.
+    ///
+    /// tonic clients are refused the gRPC way (HTTP 200 with `grpc-status`
+    /// 8, `RESOURCE_EXHAUSTED`, or 14, `UNAVAILABLE`, when a failing
+    /// storage fails closed, and the message in `grpc-message`), whatever
+    /// the route source: see the [crate docs](crate#grpc).
     UriPath,
 }
 
@@ -71,6 +76,22 @@ impl HttpRequest {
     }
 }
 
+/// Without the `axum` feature, an axum app's requests carry no route the
+/// layer can read: every one would silently get only the meta limits. Says
+/// so once per process; after that, a relaxed load is all a request pays.
+#[cfg(not(feature = "axum"))]
+fn warn_once_without_axum() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !WARNED.load(Ordering::Relaxed) && !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            "limiter-tower: a request reached the limiter layer without a matched route; only meta limits apply \
+             to requests without a route. For axum, enable the `axum` feature of limiter-tower (or `limiter`); \
+             for tonic or hyper, use `RouteSource::UriPath` or insert a `MatchedRoute` extension before the layer"
+        );
+    }
+}
+
 impl RequestInfo for HttpRequest {
     fn method(&self) -> &str {
         self.parts.method.as_str()
@@ -84,7 +105,12 @@ impl RequestInfo for HttpRequest {
                 if let Some(path) = self.parts.extensions.get::<axum::extract::MatchedPath>() {
                     return Some(path.as_str());
                 }
-                self.parts.extensions.get::<MatchedRoute>().map(|r| &*r.0)
+                let route = self.parts.extensions.get::<MatchedRoute>().map(|r| &*r.0);
+                #[cfg(not(feature = "axum"))]
+                if route.is_none() {
+                    warn_once_without_axum();
+                }
+                route
             }
         }
     }

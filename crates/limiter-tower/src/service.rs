@@ -16,6 +16,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::Limiter;
+use crate::grpc;
 use crate::request::{HttpRequest, RouteSource};
 
 /// The limits evaluated for the request, in the request's extensions for
@@ -35,8 +36,9 @@ impl CurrentLimits {
 ///
 /// Limited requests are answered here (429, or 503 when a failing storage
 /// fails closed) and never reach the service; the others get the
-/// rate-limit headers on their response. The layer adds no error type of
-/// its own.
+/// rate-limit headers on their response. gRPC calls (a `content-type`
+/// starting with `application/grpc`) are refused as gRPC refuses them: see
+/// the [crate docs](crate#grpc). The layer adds no error type of its own.
 #[derive(Clone, Debug)]
 pub struct LimiterLayer {
     limiter: Limiter,
@@ -299,6 +301,9 @@ impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for LimiterService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
+    // Held while the deductions of a failed call are made (every tower
+    // stack's errors are: hyper, axum and tonic require `Send` errors).
+    S::Error: Send + 'static,
     ReqBody: Send + 'static,
     ResBody: Send + 'static,
 {
@@ -340,8 +345,8 @@ where
         let future = Box::pin(async move {
             let (decision, head, limiter) = check.await;
             match admit(decision, head, &names) {
-                Admitted::Refused(response, decision) => {
-                    limiter.after_response(&decision, ResponseInfo::new(response.status().as_u16())).await;
+                Admitted::Refused { response, status, decision } => {
+                    limiter.after_response(&decision, ResponseInfo::new(status)).await;
                     Ok(response.map(Either::Right))
                 }
                 Admitted::Proceed(parts, decision) => {
@@ -366,6 +371,7 @@ impl<S> LimiterService<S> {
     where
         S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
         S::Future: Send + 'static,
+        S::Error: Send + 'static,
         ReqBody: 'static,
         ResBody: Send + 'static,
     {
@@ -383,12 +389,12 @@ impl<S> LimiterService<S> {
             return ResponseFuture { state: State::Call { call, headers } };
         }
         let state = match admit(decision, head, &self.names) {
-            Admitted::Refused(response, _) if !deferred => State::Refused { response: Some(response) },
-            Admitted::Refused(response, decision) => {
+            Admitted::Refused { response, .. } if !deferred => State::Refused { response: Some(response) },
+            Admitted::Refused { response, status, decision } => {
                 let limiter = self.limiter.clone();
                 State::Boxed {
                     future: Box::pin(async move {
-                        limiter.after_response(&decision, ResponseInfo::new(response.status().as_u16())).await;
+                        limiter.after_response(&decision, ResponseInfo::new(status)).await;
                         Ok(response.map(Either::Right))
                     }),
                 }
@@ -409,13 +415,23 @@ impl<S> LimiterService<S> {
 
 /// What to do with a decided request.
 enum Admitted {
-    Refused(Response<Full<Bytes>>, Decision),
+    /// The rejection's `status` is what `deduct_when` sees, also when the
+    /// response carries it in `grpc-status` under an HTTP 200.
+    Refused {
+        response: Response<Full<Bytes>>,
+        status: u16,
+        decision: Decision,
+    },
     Proceed(http::request::Parts, Decision),
 }
 
 fn admit(mut decision: Decision, head: HttpRequest, names: &HeaderNames) -> Admitted {
     match decision.take_rejection() {
-        Some(rejection) => Admitted::Refused(render(rejection, names), decision),
+        Some(rejection) => {
+            let status = rejection.status;
+            let response = render(rejection, names, grpc::is_grpc(head.headers()));
+            Admitted::Refused { response, status, decision }
+        }
         None => {
             let mut parts = head.into_parts();
             if !decision.limits().is_empty() {
@@ -427,7 +443,9 @@ fn admit(mut decision: Decision, head: HttpRequest, names: &HeaderNames) -> Admi
 }
 
 /// Awaits the handler, adds the rate-limit headers, deducts what waits for
-/// the response.
+/// the response. A service error counts as a 500 (as in the actix adapter):
+/// no response reaches the client, and `deduct_when` must still see the
+/// request, or failing calls would never be limited.
 async fn finish<F, B, E>(
     call: F,
     decision: Decision,
@@ -437,7 +455,13 @@ async fn finish<F, B, E>(
 where
     F: Future<Output = Result<Response<B>, E>>,
 {
-    let mut response = call.await?;
+    let mut response = match call.await {
+        Ok(response) => response,
+        Err(error) => {
+            limiter.after_response(&decision, ResponseInfo::new(500)).await;
+            return Err(error);
+        }
+    };
     names.add(response.headers_mut(), decision.headers());
     limiter.after_response(&decision, ResponseInfo::new(response.status().as_u16())).await;
     Ok(response.map(Either::Left))
@@ -458,11 +482,14 @@ pub fn rejection_response(rejection: Rejection) -> Response<Full<Bytes>> {
     response
 }
 
-fn render(mut rejection: Rejection, names: &HeaderNames) -> Response<Full<Bytes>> {
+/// The rejection as the client's protocol answers it: an HTTP response, or
+/// for a gRPC call (`grpc`) its gRPC form with the same headers.
+fn render(mut rejection: Rejection, names: &HeaderNames, grpc: bool) -> Response<Full<Bytes>> {
     let headers = std::mem::take(&mut rejection.headers);
+    let body = if grpc { std::mem::take(&mut rejection.body) } else { String::new() };
     let mut response = rejection_response(rejection);
     insert(response.headers_mut(), names.prepare_owned(headers));
-    response
+    if grpc { grpc::into_grpc(response, &body) } else { response }
 }
 
 #[cfg(test)]
@@ -503,7 +530,7 @@ mod tests {
             .with_header("X-RateLimit-Remaining", "0")
             .with_header("Retry-After", "30")
             .with_header("Bad Name", "dropped");
-        let response = render(rejection, &HeaderNames::new(&limiter()));
+        let response = render(rejection, &HeaderNames::new(&limiter()), false);
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(value(response.headers(), "x-ratelimit-remaining"), Some("0"));
         assert_eq!(value(response.headers(), "retry-after"), Some("30"));
