@@ -53,7 +53,8 @@ fn describe(l: &LimitInfo, limit: Option<&RateLimit>, paint: Paint) -> String {
     if l.per_method {
         notes.push("per method".to_owned());
     }
-    if l.shared {
+    // Application limits are shared by nature: their heading says so.
+    if l.shared && l.origin != Origin::Application {
         notes.push(format!("shared: {}", l.scope("")));
     }
     match l.cost {

@@ -190,6 +190,8 @@ fn limits_shows_the_configured_limits_as_trees() {
     assert_eq!(
         run.stdout,
         "Key \"10.0.0.1\", method GET\nRoutes\n└── fast\n    \
+         ├── Meta limits\n    │   └── 5 per 1 hour: Pass (5 of 5 remaining)\n    \
+         ├── Application limits\n    │   └── 5000 per 1 day: Pass (5000 of 5000 remaining)\n    \
          ├── 200 per 1 day (default): Pass (200 of 200 remaining)\n    \
          └── 50 per 1 hour (default): Pass (50 of 50 remaining)\n"
     );

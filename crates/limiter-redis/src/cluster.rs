@@ -26,6 +26,11 @@
 //!   refuse while another has consumed. The request is then refused (its
 //!   states say so) and the consumed groups stay counted: the error is
 //!   over-counting, never admitting beyond a limit.
+//!
+//! A call of one group that fails (its node down or too slow) fails the
+//! whole request with that error, for the failure policy to answer; the
+//! calls of the other groups are not undone, so the hits they counted stay
+//! counted. A failed call is never sent again (see the crate docs).
 
 use limiter_core::StorageError;
 use limiter_core::Timestamp;

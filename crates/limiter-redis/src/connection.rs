@@ -1,16 +1,24 @@
 //! The connection to a topology: one server (TCP, TLS or unix socket), a
 //! cluster, or the master a set of sentinels names. Every call is bounded
 //! by the configured timeouts.
+//!
+//! A call that fails after it was sent is never sent again: the server may
+//! have run it, and a script run twice counts its hits twice. Only replies
+//! that say the server did not run the command (a cluster redirection or a
+//! cluster not ready, a missing script) lead to sending it again.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use limiter_core::{StorageError, StorageErrorKind};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{AsyncConnectionConfig, Cmd, FromRedisValue, RedisError, RedisResult, ScriptInvocation};
+use redis::cluster_routing::SingleNodeRoutingInfo;
+use redis::{AsyncConnectionConfig, Cmd, ErrorKind, FromRedisValue, RedisError, RedisResult, ServerErrorKind, Value};
 
 use crate::options::RedisOptions;
+use crate::script_call::ScriptCall;
 use crate::sentinel::SentinelLink;
 use crate::uri::Target;
 use crate::{NAME, error};
@@ -20,7 +28,9 @@ use crate::{NAME, error};
 pub(crate) enum Link {
     /// One server: a multiplexed connection that reconnects by itself.
     Single(ConnectionManager),
-    /// A cluster: one multiplexed connection per node, routed by slot.
+    /// A cluster: one multiplexed connection per node, routed by slot; and
+    /// the bound of one call (twice the response timeout: a redirection or
+    /// a script load takes more than one round trip).
     Cluster(ClusterConnection, Duration),
     /// The current master of a sentinel service.
     Sentinel(Arc<SentinelLink>),
@@ -81,6 +91,89 @@ fn install_crypto_provider() {
     }
 }
 
+/// The cluster client: per-node connect timeout, and no retries. redis-rs
+/// retries a command whose answer did not come (a response timeout, a
+/// dropped connection) by sending it again, and the node may have run it
+/// already: a hit would count twice. So nothing is retried inside redis-rs
+/// (which also stops it from following MOVED and ASK, see
+/// [`send_to_cluster`]) and no per-node response timeout is set; the one
+/// bound on a call is [`bounded`]'s, which gives up without sending again.
+fn cluster_client(nodes: Vec<String>, options: &RedisOptions) -> RedisResult<ClusterClient> {
+    ClusterClient::builder(nodes).connection_timeout(options.connect_timeout).retries(0).build()
+}
+
+/// Whether the server answered `e` without running the command, so that
+/// sending it again cannot count anything twice.
+fn not_run(e: &RedisError) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::Server(
+            ServerErrorKind::Moved
+                | ServerErrorKind::Ask
+                | ServerErrorKind::TryAgain
+                | ServerErrorKind::ClusterDown
+                | ServerErrorKind::MasterDown
+                | ServerErrorKind::BusyLoading
+                | ServerErrorKind::ReadOnly
+        ) | ErrorKind::ClusterConnectionNotFound
+    )
+}
+
+/// Sends `cmd` (with `script` to load on NOSCRIPT) to the node of its
+/// slot, following redirections itself: with retries off, redis-rs hands
+/// back `MOVED` (after starting a refresh of its slot map) and `ASK`. Sent
+/// again only after an answer that says the node did not run it
+/// ([`not_run`], NOSCRIPT); any other failure, a lost connection included,
+/// is the caller's. Loops until the caller's [`bounded`] gives up.
+async fn send_to_cluster<T: FromRedisValue>(
+    connection: &ClusterConnection,
+    cmd: &Cmd,
+    script: Option<&redis::Script>,
+) -> RedisResult<T> {
+    let mut connection = connection.clone();
+    // `ASK`: the slot is moving and this key is already at the target,
+    // which runs the command only right after ASKING on the same
+    // connection: one pipeline.
+    let mut asking: Option<(String, u16)> = None;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        let result: RedisResult<Value> = match &asking {
+            None => cmd.query_async(&mut connection).await,
+            Some((host, port)) => {
+                let mut pipeline = redis::pipe();
+                pipeline.cmd("ASKING").add_command(cmd.clone());
+                let route = SingleNodeRoutingInfo::ByAddress { host: host.clone(), port: *port };
+                let values = connection.route_pipeline(pipeline, 1, 1, route).await;
+                values.and_then(|values| values.into_iter().next().unwrap_or(Value::Nil).extract_error())
+            }
+        };
+        let e = match result {
+            Ok(value) => return Ok(redis::from_redis_value(value)?),
+            Err(e) => e,
+        };
+        match (e.kind(), script) {
+            (ErrorKind::Server(ServerErrorKind::NoScript), Some(script)) => {
+                script.load_async(&mut connection).await?;
+            }
+            (ErrorKind::Server(ServerErrorKind::Ask), _) => {
+                let Some((node, _slot)) = e.redirect_node() else { return Err(e) };
+                let Some((host, port)) = node.rsplit_once(':').and_then(|(h, p)| Some((h, p.parse().ok()?))) else {
+                    return Err(e);
+                };
+                asking = Some((host.trim_start_matches('[').trim_end_matches(']').to_owned(), port));
+            }
+            _ if not_run(&e) => {
+                // MOVED and the like: redis-rs refreshes its slot map;
+                // go by slot again once it has had a moment.
+                asking = None;
+                tokio::time::sleep(pause).await;
+                pause = pause.saturating_mul(2).min(Duration::from_millis(50));
+            }
+            _ => return Err(e),
+        }
+    }
+}
+
 fn client_error(address: &str, e: &RedisError) -> StorageError {
     // The kind and the server's code only: details may echo the URL.
     rejected(format!("invalid Redis URL {address}: {:?}", e.kind()))
@@ -114,14 +207,7 @@ impl Link {
                 Ok(Link::Single(connection))
             }
             Target::Cluster { nodes } => {
-                let client = redis::cluster::ClusterClient::builder(nodes)
-                    .connection_timeout(options.connect_timeout)
-                    .response_timeout(options.response_timeout)
-                    .retries(2)
-                    .min_retry_wait(10)
-                    .max_retry_wait(100)
-                    .build()
-                    .map_err(|e| client_error(address, &e))?;
+                let client = cluster_client(nodes, options).map_err(|e| client_error(address, &e))?;
                 let connection = bounded(options.connect_timeout.saturating_mul(2), client.get_async_connection())
                     .await
                     .map_err(|e| error(&e))?;
@@ -137,13 +223,18 @@ impl Link {
     }
 
     /// Runs a script (EVALSHA, loading it on NOSCRIPT).
-    pub(crate) async fn invoke<T: FromRedisValue + Send>(&self, invocation: &ScriptInvocation<'_>) -> RedisResult<T> {
+    pub(crate) async fn invoke<T: FromRedisValue + Send>(&self, call: &ScriptCall<'_>) -> RedisResult<T> {
         match self {
-            Link::Single(connection) => invocation.invoke_async(&mut connection.clone()).await,
-            // A NOSCRIPT from any node loads the script on every primary
-            // (redis-rs routes SCRIPT LOAD to all of them), then retries.
-            Link::Cluster(connection, limit) => bounded(*limit, invocation.invoke_async(&mut connection.clone())).await,
+            Link::Single(connection) => call.invocation().invoke_async(&mut connection.clone()).await,
+            // A NOSCRIPT from any node loads the script on every node
+            // (redis-rs routes SCRIPT LOAD to all of them, replicas too),
+            // then sends the call again.
+            Link::Cluster(connection, limit) => {
+                bounded(*limit, send_to_cluster(connection, &call.evalsha(), Some(call.script()))).await
+            }
             Link::Sentinel(link) => {
+                let invocation = call.invocation();
+                let invocation = &invocation;
                 link.call(|mut connection| async move { invocation.invoke_async(&mut connection).await }).await
             }
         }
@@ -153,10 +244,28 @@ impl Link {
     pub(crate) async fn query<T: FromRedisValue + Send>(&self, cmd: &Cmd) -> RedisResult<T> {
         match self {
             Link::Single(connection) => cmd.query_async(&mut connection.clone()).await,
-            Link::Cluster(connection, limit) => bounded(*limit, cmd.query_async(&mut connection.clone())).await,
+            Link::Cluster(connection, limit) => bounded(*limit, send_to_cluster(connection, cmd, None)).await,
             Link::Sentinel(link) => {
                 link.call(|mut connection| async move { cmd.query_async(&mut connection).await }).await
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// redis-rs shows its settings only in `Debug`: no retries (a timed-out
+    /// or cut-off script call would be sent again), and no response
+    /// timeout of its own, per node or overall.
+    #[test]
+    fn the_cluster_client_never_sends_a_call_again() {
+        let options = RedisOptions::default();
+        let client = cluster_client(vec!["redis://127.0.0.1:7000".to_owned()], &options).unwrap();
+        let shown = format!("{client:?}");
+        assert!(shown.contains("number_of_retries: 0,"), "{shown}");
+        assert!(shown.contains("connection_timeout: 1s, response_timeout: None,"), "{shown}");
+        assert!(shown.contains("overall_response_timeout: None,"), "{shown}");
     }
 }

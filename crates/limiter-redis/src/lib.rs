@@ -45,8 +45,14 @@
 //!   slot only**: a request racing between the two phases can make one
 //!   slot refuse after another consumed; the request is then refused and
 //!   the consumed hits stay counted (over-counting, never over-admitting).
-//!   A `NOSCRIPT` from any node loads the script on every primary and
-//!   retries. Cluster topology changes (`MOVED`, `ASK`) are followed.
+//!   When the call of one slot group fails (a node down, a timeout), the
+//!   request fails with that error, for the failure policy to answer, but
+//!   the hits the other groups' calls counted stay counted.
+//!   A `NOSCRIPT` from any node loads the script on every node (redis-rs
+//!   sends `SCRIPT LOAD` to all of them, replicas included) and sends the
+//!   call again. Cluster topology changes (`MOVED`, `ASK`, `TRYAGAIN`,
+//!   `CLUSTERDOWN`) are followed by this crate, which sends a call again
+//!   only after such an answer: the node did not run it.
 //!   A key prefix with a hash tag (`key_prefix = "{LIMITS}"`, which
 //!   `limits` also accepts) puts every key in one slot: one atomic call per
 //!   request whatever the mode, at the price of all limiting load on one
@@ -69,6 +75,33 @@
 //! Connect and call timeouts are always set ([`RedisOptions`]); the names
 //! of Flask-Limiter's `RATELIMIT_STORAGE_OPTIONS` are read by
 //! [`RedisOptions::from_pairs`].
+//!
+//! # A failed call is never sent again
+//!
+//! A call that fails once sent (no answer within the timeout, the
+//! connection lost) may have run on the server; sending it again could
+//! count its hits twice. So it is never sent again, on any topology (on a
+//! cluster, redis-rs' own retries are turned off): the request fails with a
+//! `Timeout` or `Unavailable` [`StorageError`], and the failure policy
+//! answers it. Only an answer saying the server did not run the call (a
+//! cluster redirection, a missing script) leads to sending it again.
+//!
+//! # GCRA in whole microseconds
+//!
+//! The GCRA script keeps the theoretical arrival time (TAT) in whole
+//! microseconds (Lua numbers are doubles: nanoseconds since the epoch would
+//! not be exact). A hit of cost `c` on `amount` per `window` moves the TAT
+//! by `s = c × window / amount`; Redis moves it by `⌈s⌉` µs, at least 1, so
+//! it never admits more than the limit, and exactly as the memory storage
+//! (which counts nanoseconds) whenever `s` is a whole number of
+//! microseconds, as in every usual limit (`10/second`: 100 000 µs). When it
+//! is not, Redis admits fewer, never more: at most one hit per `⌈s⌉` µs in
+//! the long run, `amount × s / ⌈s⌉` per window, which is more than
+//! `amount × s / (s + 1)` (`300000/second`: `s` = 3.33 µs taken as 4,
+//! 250 000 a second; a burst at one instant likewise takes `⌈s⌉` per hit).
+//! A limit of more than one hit per microsecond of its window (`s` < 1)
+//! admits at most one hit per microsecond: `2000000/second` admits at most
+//! 1 000 000 a second.
 
 use std::fmt;
 use std::future::Future;
@@ -84,12 +117,14 @@ use redis::Value;
 mod cluster;
 mod connection;
 mod options;
+mod script_call;
 mod sentinel;
 mod slot;
 mod uri;
 
 use connection::Link;
 pub use options::{DEFAULT_KEY_PREFIX, OPTION_NAMES, RedisOptions};
+use script_call::ScriptCall;
 
 const NAME: &str = "redis";
 
@@ -140,6 +175,16 @@ impl RedisStorage {
     /// | `redis+cluster://[[user]:password@]host:port,host:port,…` | a cluster, from any of its nodes |
     /// | `redis+sentinel://[[user]:password@]host:port,host:port/service[/db]` | the master of a sentinel service |
     ///
+    /// The query string of a one-server URI is read as redis-py reads it:
+    /// `protocol`, `db` (which wins over the path's), on a unix socket
+    /// `username` and `password`, and the options `ssl_ca_certs`,
+    /// `ssl_certfile`, `ssl_keyfile` (`rediss://` only), `socket_timeout`,
+    /// `socket_connect_timeout`, which override those of
+    /// [`connect_with`](Self::connect_with) (in redis-py the query string
+    /// wins over keyword arguments). `ssl_cert_reqs=required` is accepted;
+    /// any other parameter is an error naming it, never silently ignored.
+    /// Cluster and sentinel URIs take no query string.
+    ///
     /// # Errors
     ///
     /// [`StorageError`] if the URL is malformed or the server cannot be
@@ -154,9 +199,9 @@ impl RedisStorage {
     ///
     /// As [`connect`](Self::connect); also a TLS file of `options` that
     /// cannot be read.
-    pub async fn connect_with(url: &str, options: RedisOptions) -> Result<Self, StorageError> {
+    pub async fn connect_with(url: &str, mut options: RedisOptions) -> Result<Self, StorageError> {
         let address = limiter_core::engine::redact_uri(url);
-        let target = uri::parse(url, &options, &address)?;
+        let target = uri::parse(url, &mut options, &address)?;
         let link = Link::connect(target, &options, &address).await?;
         Ok(RedisStorage {
             link,
@@ -227,13 +272,13 @@ impl RedisStorage {
         items: &[&Item<'_>],
         now: Timestamp,
     ) -> Result<Vec<Option<LimitState>>, StorageError> {
-        let mut invocation = S::script(self).prepare_invoke();
-        invocation.arg(run as u8).arg(S::clock(now));
+        let mut call = ScriptCall::new(S::script(self));
+        call.arg(run as u8).arg(S::clock(now));
         for item in items {
-            S::push(self, &mut invocation, item);
+            S::push(self, &mut call, item);
         }
-        let reply: Vec<Value> = self.link.invoke(&invocation).await.map_err(|e| error(&e))?;
-        let states = S::read(&reply, items, now)?;
+        let reply: Vec<Value> = self.link.invoke(&call).await.map_err(|e| error(&e))?;
+        let states = S::read(self, &reply, items, now)?;
         if states.len() != items.len() {
             return Err(short(S::NAME));
         }
@@ -290,12 +335,17 @@ trait ScriptStrategy {
     }
     /// The keys and arguments of `item`: by default its one window key and
     /// the window in seconds.
-    fn push(storage: &RedisStorage, invocation: &mut redis::ScriptInvocation<'_>, item: &Item<'_>) {
-        invocation.key(storage.key(&item.limit, &item.key));
-        item_args(invocation, item, item.limit.window_secs());
+    fn push(storage: &RedisStorage, call: &mut ScriptCall<'_>, item: &Item<'_>) {
+        call.key(storage.key(&item.limit, &item.key));
+        item_args(call, item, item.limit.window_secs());
     }
     /// The states of `items` from the script's reply.
-    fn read(reply: &[Value], items: &[&Item<'_>], now: Timestamp) -> Result<Vec<Option<LimitState>>, StorageError>;
+    fn read(
+        storage: &RedisStorage,
+        reply: &[Value],
+        items: &[&Item<'_>],
+        now: Timestamp,
+    ) -> Result<Vec<Option<LimitState>>, StorageError>;
 }
 
 /// A reply field as a signed number (TTLs are negative for missing keys).
@@ -322,9 +372,9 @@ impl Storage for RedisStorage {
                     self.link.query(redis::cmd("KEYS").arg(&pattern)).await.map_err(|e| error(&e))?;
                 return self.delete(keys).await;
             }
-            let mut invocation = self.clear_keys.prepare_invoke();
-            invocation.key(pattern);
-            self.link.invoke::<i64>(&invocation).await.map(drop).map_err(|e| error(&e))
+            let mut call = ScriptCall::new(&self.clear_keys);
+            call.key(pattern);
+            self.link.invoke::<i64>(&call).await.map(drop).map_err(|e| error(&e))
         }
     }
 }
@@ -336,7 +386,12 @@ impl ScriptStrategy for FixedWindow {
         &storage.fixed_window
     }
 
-    fn read(reply: &[Value], items: &[&Item<'_>], now: Timestamp) -> Result<Vec<Option<LimitState>>, StorageError> {
+    fn read(
+        _: &RedisStorage,
+        reply: &[Value],
+        items: &[&Item<'_>],
+        now: Timestamp,
+    ) -> Result<Vec<Option<LimitState>>, StorageError> {
         if reply.len() != items.len() * 4 {
             return Err(short(Self::NAME));
         }
@@ -386,8 +441,8 @@ impl Supports<FixedWindow> for RedisStorage {
 
 /// Every item's arguments, after its keys: amount, window (in the unit the
 /// script wants), cost, and whether it is only tested.
-fn item_args(invocation: &mut redis::ScriptInvocation<'_>, item: &Item<'_>, window: u64) {
-    invocation.arg(item.limit.amount()).arg(window).arg(item.cost).arg(u8::from(item.action == Action::Peek));
+fn item_args(call: &mut ScriptCall<'_>, item: &Item<'_>, window: u64) {
+    call.arg(item.limit.amount()).arg(window).arg(item.cost).arg(u8::from(item.action == Action::Peek));
 }
 
 const GCRA_KEY: &str = "gcra:";
@@ -403,12 +458,17 @@ impl ScriptStrategy for Gcra {
         storage.key_in(GCRA_KEY, &item.limit, &item.key)
     }
 
-    fn push(storage: &RedisStorage, invocation: &mut redis::ScriptInvocation<'_>, item: &Item<'_>) {
-        invocation.key(storage.key_in(GCRA_KEY, &item.limit, &item.key));
-        item_args(invocation, item, item.limit.window_nanos() / 1_000);
+    fn push(storage: &RedisStorage, call: &mut ScriptCall<'_>, item: &Item<'_>) {
+        call.key(storage.key_in(GCRA_KEY, &item.limit, &item.key));
+        item_args(call, item, item.limit.window_nanos() / 1_000);
     }
 
-    fn read(reply: &[Value], items: &[&Item<'_>], now: Timestamp) -> Result<Vec<Option<LimitState>>, StorageError> {
+    fn read(
+        _: &RedisStorage,
+        reply: &[Value],
+        items: &[&Item<'_>],
+        now: Timestamp,
+    ) -> Result<Vec<Option<LimitState>>, StorageError> {
         let Some((server_now, fields)) = reply.split_first() else { return Err(short(Self::NAME)) };
         if fields.len() != items.len() * 3 {
             return Err(short(Self::NAME));
@@ -467,17 +527,34 @@ fn number(value: &Value) -> Result<u64, StorageError> {
         .map_err(|e| StorageError::new(StorageErrorKind::Protocol, NAME, e.to_string()))
 }
 
-/// A reply field holding float seconds (`''`: none), as a timestamp.
-fn seconds(value: &Value) -> Result<Option<Timestamp>, StorageError> {
+/// A reply field holding float seconds (`''`: none), an entry of the
+/// moving-window log `key`, as a timestamp. Another writer (a Python peer,
+/// a person) may have put anything there: a value that is no time this side
+/// can hold (`inf`, `nan`, `1e300`, negative, not a number) is a `Protocol`
+/// error naming the key.
+fn seconds(value: &Value, key: impl FnOnce() -> String) -> Result<Option<Timestamp>, StorageError> {
     let text = redis::from_redis_value::<String>(value.clone())
         .map_err(|e| StorageError::new(StorageErrorKind::Protocol, NAME, e.to_string()))?;
     if text.is_empty() {
         return Ok(None);
     }
-    let secs: f64 = text
-        .parse()
-        .map_err(|_| StorageError::new(StorageErrorKind::Protocol, NAME, format!("not a time: {text:?}")))?;
-    Ok(Some(Timestamp::from_system_time(std::time::UNIX_EPOCH + Duration::from_secs_f64(secs.max(0.0)))))
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .and_then(|since_epoch| u64::try_from(since_epoch.as_nanos()).ok())
+        .map(|nanos| Some(Timestamp::from_nanos(nanos)))
+        .ok_or_else(|| {
+            StorageError::new(
+                StorageErrorKind::Protocol,
+                NAME,
+                format!(
+                    "the moving-window log {} holds {text:?}, not a time in seconds since the Unix epoch; \
+                     delete the key (it expires after the window by itself)",
+                    key()
+                ),
+            )
+        })
 }
 
 /// `now` as `limits` writes hit times: seconds with a fraction.
@@ -497,7 +574,12 @@ impl ScriptStrategy for MovingWindow {
         float_seconds(now)
     }
 
-    fn read(reply: &[Value], items: &[&Item<'_>], now: Timestamp) -> Result<Vec<Option<LimitState>>, StorageError> {
+    fn read(
+        storage: &RedisStorage,
+        reply: &[Value],
+        items: &[&Item<'_>],
+        now: Timestamp,
+    ) -> Result<Vec<Option<LimitState>>, StorageError> {
         if reply.len() != items.len() * 5 {
             return Err(short(Self::NAME));
         }
@@ -511,16 +593,16 @@ impl ScriptStrategy for MovingWindow {
             let window = item.limit.window();
             let amount = item.limit.amount();
             let remaining = amount.saturating_sub(number(count)?);
+            let key = || storage.key(&item.limit, &item.key);
             // `limits`: the oldest hit in the window plus the window; now plus the window if none.
-            let reset_at = seconds(oldest)?.unwrap_or(now).saturating_add(window);
+            let reset_at = seconds(oldest, key)?.unwrap_or(now).saturating_add(window);
             states.push(Some(if number(allowed)? == 1 {
                 LimitState::allowed(remaining, reset_at)
             } else {
                 // The blocking hit leaves the window just after `hit + window`.
+                let blocking = seconds(blocking, key)?;
                 let retry = (item.cost <= amount).then(|| {
-                    seconds(blocking)
-                        .ok()
-                        .flatten()
+                    blocking
                         .map_or(now, |hit| hit.saturating_add(window).saturating_add(Duration::from_micros(1)).max(now))
                 });
                 LimitState::limited(remaining, reset_at, retry)
@@ -573,13 +655,18 @@ impl ScriptStrategy for SlidingWindowCounter {
         storage.sliding_keys(&item.limit, &item.key).0
     }
 
-    fn push(storage: &RedisStorage, invocation: &mut redis::ScriptInvocation<'_>, item: &Item<'_>) {
+    fn push(storage: &RedisStorage, call: &mut ScriptCall<'_>, item: &Item<'_>) {
         let (previous, current) = storage.sliding_keys(&item.limit, &item.key);
-        invocation.key(previous).key(current);
-        item_args(invocation, item, item.limit.window_secs());
+        call.key(previous).key(current);
+        item_args(call, item, item.limit.window_secs());
     }
 
-    fn read(reply: &[Value], items: &[&Item<'_>], now: Timestamp) -> Result<Vec<Option<LimitState>>, StorageError> {
+    fn read(
+        _: &RedisStorage,
+        reply: &[Value],
+        items: &[&Item<'_>],
+        now: Timestamp,
+    ) -> Result<Vec<Option<LimitState>>, StorageError> {
         if reply.len() != items.len() * 6 {
             return Err(short(Self::NAME));
         }

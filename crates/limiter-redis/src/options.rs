@@ -44,9 +44,22 @@ pub struct RedisOptions {
     /// How long connecting may take (redis-py's `socket_connect_timeout`,
     /// default 1 s). Applies to every node of a cluster and to the sentinels.
     pub connect_timeout: Duration,
-    /// How long one call may take (redis-py's `socket_timeout`, default
-    /// 500 ms). On a cluster, each slot group's call; on sentinel, the call
-    /// to the master.
+    /// How long an answer may take (redis-py's `socket_timeout`, default
+    /// 500 ms). A call not answered in time fails with a `Timeout` error and
+    /// is never sent again (see the [crate docs](crate)).
+    ///
+    /// * One server: each command sent (a script call that meets `NOSCRIPT`
+    ///   sends three: the call, `SCRIPT LOAD`, the call again).
+    /// * Sentinel: the call to the master; finding the master first may
+    ///   take [`connect_timeout`](Self::connect_timeout) plus this.
+    /// * Cluster: each script call to one slot group gets twice this,
+    ///   redirections and a script load included. A request whose limits
+    ///   lie in several slots sends its calls in rounds: one parallel round
+    ///   (peeks, sequential batches without stop), two (all or nothing, and
+    ///   sequential batches stopping at the first refusal: a trial, then
+    ///   the hits), and for the latter, when a concurrent request changed a
+    ///   count between the two, one more call per remaining run of one
+    ///   slot, in turn. A request may so take up to twice this per round.
     pub response_timeout: Duration,
     /// `rediss://`: a PEM file of the certificate authorities to trust
     /// instead of the system's (`ssl_ca_certs`).

@@ -10,12 +10,13 @@
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use limiter_core::storage::{Batch, Item, Key, Mode, Supports};
-use limiter_core::{FixedWindow, RateLimit, Timestamp};
+use limiter_core::{FixedWindow, RateLimit, StorageErrorKind, Timestamp};
 use limiter_redis::{RedisOptions, RedisStorage};
 use limiter_testkit::server::redis_topologies::{RedisClusterServer, raw_command};
 use limiter_testkit::{Env, conformance_tests};
@@ -36,9 +37,16 @@ fn cluster(test: &str) -> Option<Arc<RedisClusterServer>> {
 
 /// A storage on `cluster` writing under a prefix of its own.
 async fn storage(cluster: &RedisClusterServer) -> (RedisStorage, String) {
+    storage_at(&cluster.url(), &[]).await
+}
+
+/// A storage on the cluster of `url` with `options`, writing under a
+/// prefix of its own.
+async fn storage_at(url: &str, options: &[(&str, &str)]) -> (RedisStorage, String) {
     let prefix = format!("T{}-{}", std::process::id(), NEXT_PREFIX.fetch_add(1, Ordering::Relaxed));
-    let options = RedisOptions::from_pairs([("key_prefix", prefix.as_str())]).unwrap();
-    (RedisStorage::connect_with(&cluster.url(), options).await.unwrap(), prefix)
+    let pairs = options.iter().copied().chain([("key_prefix", prefix.as_str())]);
+    let options = RedisOptions::from_pairs(pairs).unwrap();
+    (RedisStorage::connect_with(url, options).await.unwrap(), prefix)
 }
 
 macro_rules! on_cluster {
@@ -337,4 +345,208 @@ async fn a_killed_master_is_replaced_by_its_replica() {
             }
         }
     }
+}
+
+/// The fixed-window key of `limit` for `key` under `prefix`.
+fn fixed_key(prefix: &str, limit: &RateLimit, key: &[&str]) -> String {
+    let mut out = format!("{prefix}:");
+    limit.write_key(Key::new(key).namespace(), key, &mut out);
+    out
+}
+
+/// The node of `cluster` that serves `key` (the others answer MOVED).
+fn owner(cluster: &RedisClusterServer, key: &str) -> SocketAddr {
+    cluster.masters().into_iter().find(|addr| !raw_command(*addr, &["GET", key]).starts_with("-MOVED")).unwrap()
+}
+
+/// The counter `key` holds on `node` (0 if none).
+fn count_on(node: SocketAddr, key: &str) -> u64 {
+    let reply = raw_command(node, &["GET", key]);
+    reply.lines().nth(1).map_or(0, |n| n.parse().unwrap())
+}
+
+fn node_id(node: SocketAddr) -> String {
+    raw_command(node, &["CLUSTER", "MYID"]).lines().nth(1).unwrap().to_owned()
+}
+
+/// One hit of `limit` on `key`, sequential: whether it passed.
+async fn hit(storage: &RedisStorage, limit: RateLimit, key: &[&str]) -> Result<bool, limiter_core::StorageError> {
+    let items = [Item::new(limit, Key::new(key))];
+    let batch = Batch { items: &items, mode: Mode::Sequential { stop_at_first_breach: true }, now: now() };
+    Supports::<FixedWindow>::decide(storage, FixedWindow, &batch).await.map(|outcome| outcome.allowed())
+}
+
+/// A TCP relay to a node that, once armed, closes the client's connection
+/// instead of passing on the next answer: the node ran the command, the
+/// client never hears of it (a connection lost at the worst moment).
+struct Relay {
+    port: u16,
+    armed: Arc<AtomicBool>,
+    connections: Arc<AtomicUsize>,
+}
+
+impl Relay {
+    async fn start(target: SocketAddr) -> Relay {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let armed = Arc::new(AtomicBool::new(false));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (armed_in, connections_in) = (Arc::clone(&armed), Arc::clone(&connections));
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                connections_in.fetch_add(1, Ordering::SeqCst);
+                let Ok(server) = tokio::net::TcpStream::connect(target).await else { continue };
+                let armed = Arc::clone(&armed_in);
+                tokio::spawn(async move {
+                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    let up = tokio::io::copy(&mut client_read, &mut server_write);
+                    let down = async {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        loop {
+                            let n = server_read.read(&mut buf).await?;
+                            if n == 0 || armed.swap(false, Ordering::SeqCst) {
+                                return Ok::<(), std::io::Error>(());
+                            }
+                            client_write.write_all(&buf[..n]).await?;
+                        }
+                    };
+                    tokio::select! {
+                        _ = up => {}
+                        _ = down => {}
+                    }
+                    // Both halves of both sockets dropped here: closed.
+                });
+            }
+        });
+        Relay { port, armed, connections }
+    }
+}
+
+/// redis-rs sends a command again when the connection drops before its
+/// answer (and, with a response timeout of its own, when the answer is
+/// late); the node may have run it already, so a hit counted twice. The
+/// storage never sends a call again: the hit fails, counted once, and the
+/// next one is counted once more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_cut_off_after_it_ran_is_not_sent_again() {
+    // A cluster of its own: the node's announced port is changed.
+    let Some(cluster) = RedisClusterServer::spawn_or_skip("cluster call cut off", false) else { return };
+    let limit: RateLimit = "1000/hour".parse().unwrap();
+    let probe = ["cut-off"];
+    let prefix = format!("T{}-cut", std::process::id());
+    let key = fixed_key(&prefix, &limit, &probe);
+    let node = owner(&cluster, &key);
+    // The node announces the relay's port: the client reaches it through
+    // the relay once it has read the slot map from that node.
+    let relay = Relay::start(node).await;
+    let reply = raw_command(node, &["CONFIG", "SET", "cluster-announce-port", &relay.port.to_string()]);
+    assert!(reply.starts_with("+OK"), "{reply:?}");
+    assert!(raw_command(node, &["CLUSTER", "SLOTS"]).contains(&format!(":{}", relay.port)));
+    let url = format!("redis+cluster://{node}");
+    // A long response timeout: only the cut connection may fail a call.
+    let options = RedisOptions::from_pairs([("key_prefix", prefix.as_str()), ("socket_timeout", "5")]).unwrap();
+    let storage = RedisStorage::connect_with(&url, options).await.unwrap();
+
+    assert!(hit(&storage, limit, &probe).await.unwrap());
+    assert!(relay.connections.load(Ordering::SeqCst) > 0, "the client does not go through the relay");
+    assert_eq!(count_on(node, &key), 1);
+
+    relay.armed.store(true, Ordering::SeqCst);
+    let e = hit(&storage, limit, &probe).await.unwrap_err();
+    assert_eq!(e.kind(), StorageErrorKind::Unavailable, "{e}");
+    assert!(!relay.armed.load(Ordering::SeqCst), "the answer was cut off");
+    assert_eq!(count_on(node, &key), 2, "the cut-off call ran once and was not sent again");
+
+    // The connection comes back by itself; every later hit counts once.
+    let started = Instant::now();
+    while hit(&storage, limit, &probe).await.is_err() {
+        assert!(started.elapsed() < Duration::from_secs(20), "no recovery; {}", cluster.logs());
+    }
+    assert_eq!(count_on(node, &key), 3, "{}", cluster.logs());
+}
+
+/// A call held on a paused node past the storage's timeout fails with
+/// `Timeout` and is not sent again: once the node resumes, it ran once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_timed_out_on_a_paused_node_runs_once() {
+    let Some(cluster) = cluster("cluster paused node") else { return };
+    let (storage, prefix) = storage_at(&cluster.url(), &[("socket_timeout", "0.2")]).await;
+    let limit: RateLimit = "1000/hour".parse().unwrap();
+    let probe = ["paused"];
+    let key = fixed_key(&prefix, &limit, &probe);
+    assert!(hit(&storage, limit, &probe).await.unwrap());
+    let node = owner(&cluster, &key);
+    assert_eq!(count_on(node, &key), 1);
+
+    // Writes (scripts included) wait on the node; reads go on.
+    assert!(raw_command(node, &["CLIENT", "PAUSE", "20000", "WRITE"]).starts_with("+OK"));
+    let e = hit(&storage, limit, &probe).await.unwrap_err();
+    assert_eq!(e.kind(), StorageErrorKind::Timeout, "{e}");
+    assert_eq!(count_on(node, &key), 1, "the call waits on the node");
+    assert!(raw_command(node, &["CLIENT", "UNPAUSE"]).starts_with("+OK"));
+
+    // The held call runs once the node resumes (with any copy sent after
+    // it, on the same connection, at the same time).
+    let started = Instant::now();
+    while count_on(node, &key) < 2 {
+        assert!(started.elapsed() < Duration::from_secs(20), "the held call never ran; {}", cluster.logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(count_on(node, &key), 2, "the timed-out call ran once");
+}
+
+/// With redis-rs' retries off, redirections are followed by the storage:
+/// `ASK` while a slot moves (the key already at the target), then `MOVED`
+/// once it has moved. Each hit counts once, on the node that holds the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirections_are_followed_and_count_once() {
+    // A cluster of its own: a slot is moved.
+    let Some(cluster) = RedisClusterServer::spawn_or_skip("cluster redirections", false) else { return };
+    let (storage, prefix) = storage(&cluster).await;
+    let limit: RateLimit = "1000/hour".parse().unwrap();
+    let probe = ["moving"];
+    let key = fixed_key(&prefix, &limit, &probe);
+    assert!(hit(&storage, limit, &probe).await.unwrap());
+    let source = owner(&cluster, &key);
+    let target = cluster.masters().into_iter().find(|addr| *addr != source).unwrap();
+    let slot = server_slots(&cluster, std::slice::from_ref(&key))[0].to_string();
+    let (source_id, target_id) = (node_id(source), node_id(target));
+
+    // The slot starts moving; the key is moved: the source answers ASK.
+    assert!(raw_command(target, &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &source_id]).starts_with("+OK"));
+    assert!(raw_command(source, &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &target_id]).starts_with("+OK"));
+    let port = target.port().to_string();
+    let reply = raw_command(source, &["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS", &key]);
+    assert!(reply.starts_with("+OK"), "{reply:?}");
+    assert!(hit(&storage, limit, &probe).await.unwrap());
+    assert_eq!(count_on_asking(target, &key), 2, "counted once on the target");
+
+    // The slot has moved: the source answers MOVED.
+    for node in cluster.masters() {
+        assert!(raw_command(node, &["CLUSTER", "SETSLOT", &slot, "NODE", &target_id]).starts_with("+OK"));
+    }
+    assert!(hit(&storage, limit, &probe).await.unwrap());
+    assert_eq!(count_on(target, &key), 3, "counted once on the new owner");
+    assert!(raw_command(source, &["GET", &key]).starts_with("-MOVED"));
+}
+
+/// The counter `key` holds on `node` while its slot is being imported
+/// there (read after ASKING on the same connection).
+fn count_on_asking(node: SocketAddr, key: &str) -> u64 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(node).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let request = format!("*1\r\n$6\r\nASKING\r\n*2\r\n$3\r\nGET\r\n${}\r\n{key}\r\n", key.len());
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut got = String::new();
+    let mut buf = [0u8; 512];
+    while got.lines().count() < 3 {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "closed: {got:?}");
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(got.starts_with("+OK\r\n$"), "{got:?}");
+    got.lines().nth(2).unwrap().parse().unwrap()
 }

@@ -55,6 +55,37 @@ async fn tls_trusting_the_test_ca_decides() {
     assert!(value.ends_with("3\r\n"), "{value:?}");
 }
 
+/// `limits` reads TLS settings from the URI's query string (redis-py
+/// does): the CA given there is trusted, with no options at all.
+#[tokio::test]
+async fn tls_ca_given_in_the_uri_query_is_trusted() {
+    let Some(server) = RedisTlsServer::spawn_or_skip("tls ca in the query") else { return };
+    let ca = server.ca_file().display().to_string();
+    assert!(!ca.contains(['%', '&', '+', '#', ' ', '?']), "the test writes the path unescaped: {ca}");
+    let url = format!("{}/0?ssl_ca_certs={ca}&ssl_cert_reqs=required", server.url());
+    let storage = RedisStorage::connect(&url).await.unwrap();
+    let limiter = RateLimiter::new(FixedWindow, storage);
+    let limit: RateLimit = "2/minute".parse().unwrap();
+    assert!(limiter.hit(&limit, &["tls-query"], 1).await.unwrap());
+    let value = raw_command(server.server.addr(), &["GET", "LIMITS:LIMITER/tls-query/2/1/minute"]);
+    assert!(value.ends_with("1\r\n"), "{value:?}");
+}
+
+/// A query parameter neither redis-rs nor the options know is an error
+/// naming it (and not the password), not silently ignored.
+#[tokio::test]
+async fn unknown_query_parameters_are_named() {
+    let Some(server) = RedisTlsServer::spawn_or_skip("tls unknown query") else { return };
+    let ca = server.ca_file().display();
+    let url = format!("rediss://:s3cr3t@localhost:{}?ssl_ca_certs={ca}&ssl_verify=yes", server.tls_addr().port());
+    let e = RedisStorage::connect(&url).await.unwrap_err();
+    assert_eq!(e.kind(), StorageErrorKind::Rejected, "{e}");
+    assert!(e.to_string().contains("\"ssl_verify\""), "{e}");
+    assert!(!format!("{e} {e:?}").contains("s3cr3t"), "{e}");
+    let e = RedisStorage::connect(&format!("{}?ssl_cert_reqs=none", server.url())).await.unwrap_err();
+    assert!(e.to_string().contains("ssl_ca_certs"), "{e}");
+}
+
 #[tokio::test]
 async fn tls_without_trusting_the_ca_is_refused() {
     let Some(server) = RedisTlsServer::spawn_or_skip("tls untrusted") else { return };
@@ -89,6 +120,21 @@ async fn unix_socket_spellings_reach_the_server() {
     assert!(value.ends_with("2\r\n"), "{value:?}");
 }
 
+/// redis-py spells a unix socket's password `?password=` (redis-rs reads
+/// `?pass=`): a server that requires one is reached with it.
+#[tokio::test]
+async fn unix_socket_password_in_the_query_as_redis_py_spells_it() {
+    let Some(server) = RedisUnixServer::spawn_or_skip("unix password") else { return };
+    let reply = raw_command(server.0.addr(), &["CONFIG", "SET", "requirepass", "s3cr3t"]);
+    assert!(reply.starts_with("+OK"), "{reply:?}");
+    let url = format!("{}?password=s3cr3t&db=1", server.url());
+    let storage = RedisStorage::connect(&url).await.unwrap();
+    let limiter = RateLimiter::new(FixedWindow, storage);
+    let limit: RateLimit = "1/minute".parse().unwrap();
+    assert!(limiter.hit(&limit, &["unix-auth"], 1).await.unwrap());
+    assert!(!limiter.hit(&limit, &["unix-auth"], 1).await.unwrap(), "the first hit was counted");
+}
+
 #[tokio::test]
 async fn a_missing_socket_is_unavailable() {
     let e = RedisStorage::connect("redis+unix:///nonexistent/redis.sock").await.unwrap_err();
@@ -104,6 +150,9 @@ async fn passwords_never_show_in_errors_or_debug() {
         "rediss://:s3cr3t@127.0.0.1:1",
         "redis+cluster://:s3cr3t@127.0.0.1:1/0",
         "redis+sentinel://:s3cr3t@127.0.0.1:1",
+        "redis://:s3cr3t@127.0.0.1:1?bogus=1",
+        "redis+unix:///nonexistent/redis.sock?password=s3cr3t",
+        "redis+unix:///nonexistent/redis.sock?password=s3cr3t&bogus=1",
     ] {
         let e = RedisStorage::connect(url).await.unwrap_err();
         assert!(!format!("{e} {e:?}").contains("s3cr3t"), "{url}: {e}");

@@ -454,7 +454,9 @@ async fn refusals_are_offered_to_pending_deduct_when_limits() {
     for (waits, grpc) in [(false, false), (true, false), (false, true), (true, true)] {
         // A 1/second limit refuses; a 2/minute one counts only refusals
         // (HTTP 429, whether or not the client reads it in `grpc-status`).
-        let builder = Limiter::builder().route(
+        // Every limit is reached only when counting every limit: as in
+        // Flask-Limiter, a limit after the first breach is not deducted.
+        let builder = Limiter::builder().fail_on_first_breach(false).route(
             Route::new("say_hello")
                 .path("/greeter.Greeter/SayHello")
                 .limit("1/second")

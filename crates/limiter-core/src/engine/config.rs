@@ -179,15 +179,15 @@ use crate::strategy::StrategyKind;
 /// | `key_func` / `RATELIMIT_KEY_FUNC` (never read by Flask-Limiter) | [`LimiterBuilder::key`] ([`PeerIp`](super::PeerIp) by default, [`HeaderKey`](super::HeaderKey), [`GlobalKey`](super::GlobalKey), a closure); per limit [`Limit::key`] | code only |
 /// | `app` | the web adapter's layer or middleware | – |
 /// | `default_limits` / `RATELIMIT_DEFAULT` | [`LimiterBuilder::default_limits`] | `RATELIMIT_DEFAULT`, `default`, `default_limits` |
-/// | `default_limits_per_method` / `RATELIMIT_DEFAULTS_PER_METHOD` | [`Limit::per_method`] | `RATELIMIT_DEFAULTS_PER_METHOD`, `defaults_per_method`, `default_limits_per_method` |
+/// | `default_limits_per_method` / `RATELIMIT_DEFAULTS_PER_METHOD` | [`Limit::per_method`] | `RATELIMIT_DEFAULTS_PER_METHOD`, `defaults_per_method`, `default_limits_per_method`: applies to the `RATELIMIT_DEFAULT` limits only (Flask-Limiter: also to default limits given as strings in code); `true` without `RATELIMIT_DEFAULT` is an error |
 /// | `default_limits_exempt_when` / `RATELIMIT_DEFAULTS_EXEMPT_WHEN` | [`Limit::exempt_when`] on the default limits | code only |
 /// | `default_limits_deduct_when` / `RATELIMIT_DEFAULTS_DEDUCT_WHEN` | [`Limit::deduct_when`] on the default limits | code only |
-/// | `default_limits_cost` / `RATELIMIT_DEFAULTS_COST` | [`Limit::cost`], [`Limit::cost_with`] (a function) | `RATELIMIT_DEFAULTS_COST`, `defaults_cost`, `default_limits_cost` (a number) |
+/// | `default_limits_cost` / `RATELIMIT_DEFAULTS_COST` | [`Limit::cost`], [`Limit::cost_with`] (a function) | `RATELIMIT_DEFAULTS_COST`, `defaults_cost`, `default_limits_cost` (a number): as the previous row; other than 1 without `RATELIMIT_DEFAULT` is an error |
 /// | `application_limits` / `RATELIMIT_APPLICATION` | [`LimiterBuilder::application_limits`] | `RATELIMIT_APPLICATION`, `application`, `application_limits` |
-/// | `application_limits_per_method` / `RATELIMIT_APPLICATION_PER_METHOD` | [`Limit::per_method`] | `RATELIMIT_APPLICATION_PER_METHOD`, `application_per_method`, `application_limits_per_method` |
+/// | `application_limits_per_method` / `RATELIMIT_APPLICATION_PER_METHOD` | [`Limit::per_method`] | `RATELIMIT_APPLICATION_PER_METHOD`, `application_per_method`, `application_limits_per_method`: applies to the `RATELIMIT_APPLICATION` limits only; `true` without them is an error |
 /// | `application_limits_exempt_when` / `RATELIMIT_APPLICATION_EXEMPT_WHEN` | [`Limit::exempt_when`] on the application limits | code only |
 /// | `application_limits_deduct_when` / `RATELIMIT_APPLICATION_DEDUCT_WHEN` | [`Limit::deduct_when`] on the application limits | code only |
-/// | `application_limits_cost` / `RATELIMIT_APPLICATION_COST` | [`Limit::cost`], [`Limit::cost_with`] | `RATELIMIT_APPLICATION_COST`, `application_cost`, `application_limits_cost` |
+/// | `application_limits_cost` / `RATELIMIT_APPLICATION_COST` | [`Limit::cost`], [`Limit::cost_with`] | `RATELIMIT_APPLICATION_COST`, `application_cost`, `application_limits_cost`: applies to the `RATELIMIT_APPLICATION` limits only; other than 1 without them is an error |
 /// | `headers_enabled` / `RATELIMIT_HEADERS_ENABLED` | [`LimiterBuilder::headers_enabled`] | `RATELIMIT_HEADERS_ENABLED`, `headers_enabled` |
 /// | `header_name_mapping` / `RATELIMIT_HEADER_LIMIT`, `_REMAINING`, `_RESET`, `_RETRY_AFTER` | [`HeaderSettings`] fields, [`LimiterBuilder::headers`] | `RATELIMIT_HEADER_LIMIT`, `header_limit`, ... |
 /// | `retry_after` / `RATELIMIT_HEADER_RETRY_AFTER_VALUE` | [`HeaderSettings::retry_after_format`] | `RATELIMIT_HEADER_RETRY_AFTER_VALUE`, `header_retry_after_value`, `retry_after` |
@@ -1096,8 +1096,12 @@ impl Settings {
     /// storages are not available yet; the message names the URI with any
     /// password replaced by `***`), storage options `memory://` does not
     /// take, options without a URI, a storage timeout (it needs a timer: use
-    /// [`apply_with_timer`](Self::apply_with_timer)), or limit strings set in
-    /// code that do not parse.
+    /// [`apply_with_timer`](Self::apply_with_timer)), limit strings set in
+    /// code that do not parse, or a per-method or cost setting
+    /// (`RATELIMIT_DEFAULTS_PER_METHOD = true`, `RATELIMIT_DEFAULTS_COST`
+    /// other than 1, and the application ones) without the limits it is for
+    /// (`RATELIMIT_DEFAULT`, `RATELIMIT_APPLICATION`): Flask-Limiter applies
+    /// these to limits given in code as well, which `apply` cannot reach.
     pub fn apply<R>(&self, builder: LimiterBuilder<R>) -> Result<LimiterBuilder<R>, ConfigError>
     where
         R: RequestInfo + Send + Sync + 'static,
@@ -1163,12 +1167,26 @@ impl Settings {
                 .per_method(self.default_limits_per_method.unwrap_or(false))
                 .cost(self.default_limits_cost.unwrap_or(1));
             b = b.default_limits(limit);
+        } else {
+            unreachable_modifiers(Modifiers {
+                limits_key: "RATELIMIT_DEFAULT",
+                builder_call: "default_limits",
+                per_method: ("RATELIMIT_DEFAULTS_PER_METHOD", self.default_limits_per_method),
+                cost: ("RATELIMIT_DEFAULTS_COST", self.default_limits_cost),
+            })?;
         }
         if let Some(limits) = configured("RATELIMIT_APPLICATION", self.application_limits.as_deref())? {
             let limit = Limit::from_limits(limits)
                 .per_method(self.application_limits_per_method.unwrap_or(false))
                 .cost(self.application_limits_cost.unwrap_or(1));
             b = b.application_limits(limit);
+        } else {
+            unreachable_modifiers(Modifiers {
+                limits_key: "RATELIMIT_APPLICATION",
+                builder_call: "application_limits",
+                per_method: ("RATELIMIT_APPLICATION_PER_METHOD", self.application_limits_per_method),
+                cost: ("RATELIMIT_APPLICATION_COST", self.application_limits_cost),
+            })?;
         }
         if let Some(limits) = configured("RATELIMIT_META", self.meta_limits.as_deref())? {
             b = b.meta_limits(Limit::from_limits(limits));
@@ -1219,6 +1237,37 @@ impl Settings {
         }
         b
     }
+}
+
+/// The per-method and cost settings of one kind of limits.
+struct Modifiers {
+    limits_key: &'static str,
+    builder_call: &'static str,
+    per_method: (&'static str, Option<bool>),
+    cost: (&'static str, Option<u64>),
+}
+
+/// Flask-Limiter applies `RATELIMIT_DEFAULTS_PER_METHOD`, `_COST` (and the
+/// application ones) to limits given to its constructor too; `apply` cannot
+/// reach the builder's limits, so a setting that would change them is an
+/// error here rather than silently ignored. Values equal to the defaults
+/// (`false`, `1`) change nothing and pass.
+fn unreachable_modifiers(m: Modifiers) -> Result<(), ConfigError> {
+    let (option, value, call) = match (m.per_method, m.cost) {
+        ((option, Some(true)), _) => (option, "true".to_owned(), ".per_method(true)".to_owned()),
+        (_, (option, Some(cost))) if cost != 1 => (option, cost.to_string(), format!(".cost({cost})")),
+        _ => return Ok(()),
+    };
+    Err(ConfigError::InvalidOption {
+        option,
+        value,
+        fix: format!(
+            "it applies to {limits} only, which is not set (unlike Flask-Limiter, it cannot reach limits given \
+             in code): set {limits} too, or give the limits {call} in code (LimiterBuilder::{builder})",
+            limits = m.limits_key,
+            builder = m.builder_call,
+        ),
+    })
 }
 
 /// The limits of a setting, or `None` when it is absent or blank.
@@ -1935,6 +1984,37 @@ mod tests {
         let off = env(&[("RATELIMIT_ENABLED", "no"), ("RATELIMIT_DEFAULT", "0/second")]).unwrap();
         let limiter = off.apply(builder()).unwrap().build().unwrap();
         assert_eq!(block_on(limiter.check(&request)).verdict(), Verdict::Exempt);
+    }
+
+    #[test]
+    fn per_method_and_cost_without_their_limits_are_errors_not_ignored() {
+        type Case = (&'static [(&'static str, &'static str)], &'static str, &'static str);
+        let cases: [Case; 5] = [
+            (&[("RATELIMIT_DEFAULTS_PER_METHOD", "true")], "RATELIMIT_DEFAULTS_PER_METHOD", ".per_method(true)"),
+            (&[("RATELIMIT_DEFAULTS_COST", "3")], "RATELIMIT_DEFAULTS_COST", ".cost(3)"),
+            // Blank limits are no limits.
+            (&[("RATELIMIT_DEFAULT", ""), ("RATELIMIT_DEFAULTS_COST", "0")], "RATELIMIT_DEFAULTS_COST", ".cost(0)"),
+            (&[("RATELIMIT_APPLICATION_PER_METHOD", "yes")], "RATELIMIT_APPLICATION_PER_METHOD", ".per_method(true)"),
+            (&[("RATELIMIT_APPLICATION_COST", "10")], "RATELIMIT_APPLICATION_COST", ".cost(10)"),
+        ];
+        for (vars, key, call) in cases {
+            let message = apply_err(&env(vars).unwrap()).to_string();
+            let limits = if key.contains("APPLICATION") { "RATELIMIT_APPLICATION" } else { "RATELIMIT_DEFAULT" };
+            assert!(message.contains(key), "{message}");
+            assert!(message.contains(&format!("set {limits} too")), "{message}");
+            assert!(message.contains(&format!("give the limits {call} in code")), "{message}");
+        }
+        // Values that change nothing are fine without the limits.
+        let noop = env(&[
+            ("RATELIMIT_DEFAULTS_PER_METHOD", "false"),
+            ("RATELIMIT_DEFAULTS_COST", "1"),
+            ("RATELIMIT_APPLICATION_PER_METHOD", "false"),
+            ("RATELIMIT_APPLICATION_COST", "1"),
+        ])
+        .unwrap();
+        let limiter = noop.apply(builder().default_limits("1 per minute")).unwrap().build().unwrap();
+        assert_eq!(block_on(limiter.check(&Request::get("/x"))).verdict(), Verdict::Allowed);
+        assert_eq!(block_on(limiter.check(&Request::get("/x"))).verdict(), Verdict::Limited);
     }
 
     #[test]

@@ -40,7 +40,8 @@ pub struct RequestLimit {
     /// Whether the limit is in shadow mode: a breach is recorded, never
     /// enforced ([`Limit::shadow`](super::Limit::shadow)).
     pub shadow: bool,
-    /// Whether the bucket is shared across routes.
+    /// Whether the bucket is shared across routes (application limits
+    /// always are, as Flask-Limiter's `ApplicationLimit`).
     pub shared: bool,
     /// Hits of cost 1 still allowed.
     pub remaining: u64,
@@ -285,7 +286,10 @@ impl Decision {
         !self.deferred.is_empty()
     }
 
-    /// Every limit evaluated, shortest window first (`current_limits`).
+    /// Every limit evaluated, in the order evaluated (`current_limits`):
+    /// shortest window first, except that on a route with limits of its own
+    /// the application limits come first (Flask-Limiter decides them in
+    /// `before_request`).
     pub fn limits(&self) -> &[RequestLimit] {
         &self.limits
     }

@@ -218,7 +218,8 @@ impl<R> Limit<R> {
         self
     }
 
-    /// How much each request consumes (default 1).
+    /// How much each request consumes (default 1; 0 counts as 1, as
+    /// Flask-Limiter's `cost or 1` does).
     #[must_use]
     pub fn cost(mut self, cost: u64) -> Self {
         self.cost = Cost::Fixed(cost);

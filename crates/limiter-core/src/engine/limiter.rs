@@ -316,6 +316,13 @@ impl<R: RequestInfo + Send + Sync + 'static> LimiterBuilder<R> {
 
     /// Stops at the first breached limit (default, as Flask-Limiter) or
     /// counts every limit anyway (`RATELIMIT_FAIL_ON_FIRST_BREACH`).
+    ///
+    /// Either way, as in Flask-Limiter, a breached meta limit refuses
+    /// before anything is counted, and on a route with limits of its own a
+    /// breached application limit refuses before the route's limits are
+    /// counted. Counting every limit, those are separate storage calls: one
+    /// more per request when meta limits apply (to test them first), and
+    /// one more on such a route when application limits apply.
     #[must_use]
     pub fn fail_on_first_breach(mut self, stop: bool) -> Self {
         self.fail_on_first_breach = stop;
@@ -461,14 +468,36 @@ struct MetaCount<'l, R> {
 /// The batch items of a request's limits: meta limits and limits deducted
 /// after the response are only tested.
 fn items_of<'a, 'b: 'a, R>(pending: &[Pending<'_, R>], ids: &'a [SmallVec<[&'b str; 3]>]) -> SmallVec<[Item<'a>; 4]> {
-    pending
-        .iter()
-        .zip(ids)
-        .map(|(p, ids)| {
-            let item = Item::new(p.limit, Key::new(ids)).with_cost(p.cost);
-            if p.kind == Kind::Meta || p.decl.deduct_when.is_some() { item.peek() } else { item }
-        })
-        .collect()
+    pending.iter().zip(ids).map(|(p, ids)| item_of(p, ids)).collect()
+}
+
+fn item_of<'a, R>(p: &Pending<'_, R>, ids: &'a [&'a str]) -> Item<'a> {
+    let item = Item::new(p.limit, Key::new(ids)).with_cost(p.cost);
+    if p.kind == Kind::Meta || p.decl.deduct_when.is_some() { item.peek() } else { item }
+}
+
+/// The stages of a request decided in several storage calls (see
+/// [`Limiter::staged`]), in order: meta limits (only tested), then the
+/// application limits of a route with limits of its own, then the rest.
+const STAGES: [Stage; 3] = [Stage::Meta, Stage::Application, Stage::Rest];
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Meta,
+    Application,
+    Rest,
+}
+
+impl Stage {
+    fn of<R>(p: &Pending<'_, R>) -> Stage {
+        if p.kind == Kind::Meta {
+            Stage::Meta
+        } else if p.first_pass {
+            Stage::Application
+        } else {
+            Stage::Rest
+        }
+    }
 }
 
 /// A limit evaluated by the storage: its place in the batch, what it was,
@@ -494,6 +523,22 @@ struct Pending<'l, R> {
     cost: u64,
     /// Breaches are recorded, not enforced.
     shadow: bool,
+    /// Its key extractor, if not the limiter's: its own, or for a meta
+    /// limit attached to another limit, that limit's (Flask-Limiter's
+    /// `MetaLimit.limit_by`).
+    key: Option<&'l BoxedKey<R>>,
+    /// An application limit of a route with limits of its own: Flask-Limiter
+    /// decides those in `before_request`, before the route's limits (its
+    /// decorator), so they are ordered, and counted, apart.
+    first_pass: bool,
+}
+
+impl<R> Pending<'_, R> {
+    /// Flask-Limiter's `RuntimeLimit.shared`: application and meta limits
+    /// are always shared.
+    fn shared(&self) -> bool {
+        self.decl.shared || matches!(self.kind, Kind::Application | Kind::Meta)
+    }
 }
 
 impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
@@ -581,7 +626,9 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
 
     /// Decides `request`: which limits apply, whether it may proceed, and
     /// the headers or the rejection to answer. One storage call, plus one
-    /// more only when a breach must be counted against meta limits.
+    /// more only when a breach must be counted against meta limits (and,
+    /// with [`fail_on_first_breach(false)`](LimiterBuilder::fail_on_first_breach),
+    /// one per stage Flask-Limiter decides apart).
     pub async fn check(&self, request: &R) -> Decision {
         if let Some(decision) = self.check_now(request) {
             return decision;
@@ -591,7 +638,7 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
             Ok(begun) => begun,
             Err(early) => return self.early(early, request),
         };
-        let owned_keys = match self.own_keys(request, &mut pending) {
+        let owned_keys = match self.own_keys(request, &mut pending, &key) {
             Ok(owned) => owned,
             Err(e) => return self.key_failure(&e, request, route, false),
         };
@@ -599,9 +646,13 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
             return Decision::exempt();
         }
         let ids = self.identifiers_of(&pending, &owned_keys, &key);
-        let items = items_of(&pending, &ids);
         let now = self.inner.clock.now();
-        let outcome = match self.run(&items, self.mode(), now).await {
+        let decided = if self.staged(&pending) {
+            self.decide_staged(&pending, &ids, now).await
+        } else {
+            self.run(&items_of(&pending, &ids), self.mode(), now).await
+        };
+        let outcome = match decided {
             Ok(outcome) => outcome,
             Err(e) => return self.storage_failure(&e, request, route, only_shadow(&pending)),
         };
@@ -627,7 +678,7 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
             Ok(begun) => begun,
             Err(early) => return Some(self.early(early, request)),
         };
-        let owned_keys = match self.own_keys(request, &mut pending) {
+        let owned_keys = match self.own_keys(request, &mut pending, &key) {
             Ok(owned) => owned,
             Err(e) => return Some(self.key_failure(&e, request, route, false)),
         };
@@ -635,9 +686,16 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
             return Some(Decision::exempt());
         }
         let ids = self.identifiers_of(&pending, &owned_keys, &key);
-        let items = items_of(&pending, &ids);
         let now = self.inner.clock.now();
-        let outcome = match self.run_now(&items, self.mode(), now) {
+        let decided = if self.staged(&pending) {
+            // Off the hot path (only without fail_on_first_breach); the
+            // storage answers at once.
+            poll_once(self.decide_staged(&pending, &ids, now))
+                .unwrap_or_else(|| Err(not_immediate(self.inner.storage.name())))
+        } else {
+            self.run_now(&items_of(&pending, &ids), self.mode(), now)
+        };
+        let outcome = match decided {
             Ok(outcome) => outcome,
             Err(e) => return Some(self.storage_failure(&e, request, route, only_shadow(&pending))),
         };
@@ -699,9 +757,63 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
         Mode::Sequential { stop_at_first_breach: self.inner.fail_on_first_breach }
     }
 
+    /// Whether the request is decided in stages, one storage call each.
+    /// Flask-Limiter refuses at the first breached meta limit, and at the
+    /// end of its `before_request` pass (the application limits of a route
+    /// with limits of its own) if it breached anything, before counting
+    /// anything further. Stopping at the first breach, one sequential batch
+    /// in that order does the same; counting every limit
+    /// (`fail_on_first_breach(false)`) it would count the later stages too,
+    /// so each stage is its own call, and the next runs only if no enforced
+    /// limit of this one refused.
+    fn staged(&self, pending: &[Pending<'_, R>]) -> bool {
+        !self.inner.fail_on_first_breach && pending.iter().any(|p| Stage::of(p) != Stage::Rest)
+    }
+
+    /// Decides `pending` stage by stage (see [`staged`](Self::staged)): the
+    /// outcome has an entry per limit, `None` for stages not reached.
+    async fn decide_staged(
+        &self,
+        pending: &[Pending<'_, R>],
+        ids: &[SmallVec<[&str; 3]>],
+        now: Timestamp,
+    ) -> Result<Outcome, StorageError> {
+        let mut states: SmallVec<[Option<LimitState>; 4]> = pending.iter().map(|_| None).collect();
+        for stage in STAGES {
+            let picked: SmallVec<[usize; 4]> =
+                pending.iter().enumerate().filter(|(_, p)| Stage::of(p) == stage).map(|(i, _)| i).collect();
+            let items: SmallVec<[Item<'_>; 4]> =
+                picked.iter().filter_map(|&i| Some(item_of(pending.get(i)?, ids.get(i)?))).collect();
+            if items.is_empty() {
+                continue;
+            }
+            // Meta limits are only tested, Flask-Limiter's `test`.
+            let mode = if stage == Stage::Meta { Mode::Peek } else { self.mode() };
+            let outcome = self.run(&items, mode, now).await?;
+            let mut refused = false;
+            for (j, &i) in picked.iter().enumerate() {
+                let state = outcome.get(j).copied();
+                refused |= state.is_some_and(|s| !s.allowed) && pending.get(i).is_some_and(|p| !p.shadow);
+                if let Some(slot) = states.get_mut(i) {
+                    *slot = state;
+                }
+            }
+            if refused {
+                break;
+            }
+        }
+        let mut outcome = Outcome::with_capacity(states.len());
+        for state in states {
+            outcome.push(state);
+        }
+        Ok(outcome)
+    }
+
     /// Collects the limits that apply, Flask-Limiter's way: meta limits
     /// first (tested only), then application, route and group, and default
-    /// limits, each sorted by window length.
+    /// limits sorted by window length; on a route with limits of its own the
+    /// application limits come first, sorted apart (Flask-Limiter decides
+    /// them in `before_request`, and the route's in its decorator).
     fn resolve<'l>(
         &'l self,
         request: &R,
@@ -711,28 +823,39 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
         pending: &mut SmallVec<[Pending<'l, R>; 4]>,
     ) {
         let shared = &*self.inner;
-        let method = request.method();
         let check_meta = plan.is_none_or(|(_, p)| p.meta);
         let mut regular = SmallVec::new();
         if let Some((path, plan)) = plan
             && !filtered
         {
             let endpoint: &'l str = plan.name.as_deref().unwrap_or(path);
+            // Flask-Limiter orders by window unit only (multiples ignored), stably.
+            let by_window = |p: &Pending<'l, R>| p.limit.granularity().seconds();
             if fallback {
                 self.push(&mut regular, request, &shared.fallback_limits, Kind::Fallback, endpoint, false);
+                regular.sort_by_key(by_window);
             } else {
                 if plan.application {
                     self.push(&mut regular, request, &shared.application, Kind::Application, "global", false);
                 }
-                self.push(&mut regular, request, &plan.own, Kind::Route, endpoint, false);
-                // Only a method mismatch brings the defaults back, not exempt_when.
-                let own_apply = plan.own.iter().any(|l| l.applies_to_method(method));
+                // A route with limits of its own (a decorated view) is
+                // decided in two passes: the application limits in
+                // `before_request`, then the route's and the defaults.
+                if plan.origins.iter().any(Option::is_none) {
+                    for p in &mut regular {
+                        p.first_pass = true;
+                    }
+                }
+                // Only what applies to the method, and yields limits, keeps
+                // the defaults away: a method mismatch or a dynamic limit
+                // returning none brings them back, exempt_when does not.
+                let own_apply = self.push(&mut regular, request, &plan.own, Kind::Route, endpoint, false);
                 if plan.defaults == Defaults::Always || (plan.defaults == Defaults::IfOwnInapplicable && !own_apply) {
                     self.push(&mut regular, request, &shared.defaults, Kind::Default, endpoint, false);
                 }
+                // Stable; the first pass ahead, sorted on its own.
+                regular.sort_by_key(|p| (!p.first_pass, by_window(p)));
             }
-            // Flask-Limiter orders by window unit only (multiples ignored), stably.
-            regular.sort_by_key(|p| p.limit.granularity().seconds());
         }
         // Meta limits go first, tested only: a client over them is refused
         // before anything else is counted.
@@ -763,10 +886,18 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
                 continue;
             }
             seen.push(std::ptr::from_ref(decl));
+            let start = pending.len();
             self.push(pending, request, &decl.meta, Kind::Meta, "meta", decl.shadow);
+            // Without a key of its own, a meta limit counts by its parent's.
+            for p in pending.iter_mut().skip(start) {
+                p.key = p.key.or(decl.key.as_deref());
+            }
         }
     }
 
+    /// Adds the limits of `decls` that apply to the request; returns whether
+    /// any declaration applies to its method and yields limits, exempt or
+    /// not (Flask-Limiter's "decorated limits" that keep defaults away).
     fn push<'l>(
         &self,
         pending: &mut SmallVec<[Pending<'l, R>; 4]>,
@@ -775,20 +906,27 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
         kind: Kind,
         endpoint: &'l str,
         shadow_parent: bool,
-    ) {
+    ) -> bool {
         let method = request.method();
         let shadow_all = self.inner.shadow || shadow_parent;
+        let mut found = false;
         for decl in decls {
-            if !decl.applies_to_method(method) || exempt(decl, request) {
+            if !decl.applies_to_method(method) {
                 continue;
             }
+            // As Flask-Limiter, compute dynamic limits before exempt_when.
             let limits: Cow<'l, [RateLimit]> = match &decl.source {
                 Source::Static(Ok(limits)) => Cow::Borrowed(&**limits),
                 Source::Static(Err(_)) => continue,
                 Source::Dynamic(f) => Cow::Owned(f(request)),
             };
+            found |= !limits.is_empty();
+            if limits.is_empty() || exempt(decl, request) {
+                continue;
+            }
             let cost = match &decl.cost {
-                Cost::Fixed(n) => *n,
+                // Flask-Limiter's `cost or 1`: a fixed cost of 0 costs 1.
+                Cost::Fixed(n) => (*n).max(1),
                 Cost::Computed(f) => f(request),
             };
             let scope = scope_of(decl, kind, endpoint, method);
@@ -800,33 +938,46 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
                     scope: scope.clone(),
                     cost,
                     shadow: shadow_all || decl.shadow,
+                    key: decl.key.as_deref(),
+                    first_pass: false,
                 });
             }
         }
+        found
     }
 
-    /// The keys of limits counted by their own key extractor. A limit in
-    /// shadow mode whose key is missing is dropped, uncounted: shadow
-    /// limits never refuse, not even for want of a key.
+    /// The keys of limits counted by their own key extractor (or, for an
+    /// attached meta limit, its parent's). A limit in shadow mode whose key
+    /// is missing is dropped, uncounted: shadow limits never refuse, not
+    /// even for want of a key. A limit other than a meta limit whose key
+    /// (`key`, the limiter's, when it has none of its own) or scope is
+    /// empty is dropped too, with an error, as Flask-Limiter skips it.
     fn own_keys(
         &self,
         request: &R,
         pending: &mut SmallVec<[Pending<'_, R>; 4]>,
+        key: &str,
     ) -> Result<SmallVec<[Option<String>; 4]>, KeyError> {
         let mut owned_keys: SmallVec<[Option<String>; 4]> = SmallVec::new();
         // Usually every limit counts by the limiter's key: nothing to extract.
-        if pending.iter().all(|p| p.decl.key.is_none()) {
+        if pending.iter().all(|p| p.key.is_none()) {
+            if !key.is_empty() && pending.iter().all(|p| !p.scope.is_empty()) {
+                return Ok(owned_keys);
+            }
+            pending.retain(|p| !skipped(p, key));
             return Ok(owned_keys);
         }
         let mut error = None;
-        pending.retain(|p| match &p.decl.key {
+        pending.retain(|p| match p.key {
+            None if skipped(p, key) => false,
             None => {
                 owned_keys.push(None);
                 true
             }
             Some(k) => match k.0.extract(request) {
-                Ok(key) => {
-                    owned_keys.push(Some(key));
+                Ok(own) if skipped(p, &own) => false,
+                Ok(own) => {
+                    owned_keys.push(Some(own));
                     true
                 }
                 Err(e) if p.shadow => {
@@ -835,6 +986,7 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
                 }
                 Err(e) => {
                     error.get_or_insert(e);
+                    owned_keys.push(None);
                     true
                 }
             },
@@ -939,25 +1091,34 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
     ) -> (Decision, Option<MetaCount<'l, R>>) {
         let shared = &*self.inner;
         let (request, key, route, now) = (cx.request, cx.key, cx.route, cx.now);
-        let deferred: Vec<Deferred> = pending
-            .iter()
-            .zip(ids)
-            .filter_map(|(p, ids)| {
-                p.decl.deduct_when.as_ref().map(|when| Deferred {
-                    limit: p.limit,
-                    identifiers: ids.iter().map(|s| (*s).to_owned()).collect(),
-                    cost: p.cost,
-                    when: Arc::clone(when),
-                })
-            })
-            .collect();
         let evaluated: SmallVec<[Evaluated<'p, 'l, R>; 4]> =
             pending.iter().enumerate().filter_map(|(i, p)| outcome.get(i).map(|s| (i, p, *s))).collect();
         let breached = |shadow: bool| -> SmallVec<[&Evaluated<'p, 'l, R>; 4]> {
             evaluated.iter().filter(|(_, p, s)| !s.allowed && p.shadow == shadow).collect()
         };
-        let breaches = breached(false);
+        let mut breaches = breached(false);
         let shadow_breaches = breached(true);
+        // A breached meta limit refuses at once, as Flask-Limiter raises at
+        // its first: only that breach is answered.
+        let meta_breach = breaches.iter().copied().find(|(_, p, _)| p.kind == Kind::Meta);
+        if let Some(meta) = meta_breach {
+            breaches = SmallVec::from_iter([meta]);
+        }
+        // Flask-Limiter defers the limits its loop reached (it stops at the
+        // first breach), and none when a meta limit refused before the loop.
+        let deferred: Vec<Deferred> = evaluated
+            .iter()
+            .filter(|(_, p, _)| meta_breach.is_none() && p.kind != Kind::Meta)
+            .filter_map(|(i, p, _)| {
+                let when = p.decl.deduct_when.as_ref()?;
+                Some(Deferred {
+                    limit: p.limit,
+                    identifiers: ids.get(*i)?.iter().map(|s| (*s).to_owned()).collect(),
+                    cost: p.cost,
+                    when: Arc::clone(when),
+                })
+            })
+            .collect();
         // Handlers see every limit's identifiers: one shared text per
         // request, each distinct string once, and the limits in one
         // allocation.
@@ -970,17 +1131,24 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
         let text = text.finish();
         let limits: Arc<[RequestLimit]> = listed
             .iter()
-            .map(|((_, p, s), spans)| RequestLimit::new(p.limit, &text, *spans, s, p.decl.shared, p.shadow))
+            .map(|((_, p, s), spans)| RequestLimit::new(p.limit, &text, *spans, s, p.shared(), p.shadow))
             .collect();
         // The limit the headers describe, picked as enforcement picks it:
         // among the enforced breaches, else among the shadow ones (so that
-        // shadow mode shows what enforcing would show).
+        // shadow mode shows what enforcing would show); else the first not
+        // shared, else the first, of Flask-Limiter's last pass (the route's
+        // own, on a route with limits of its own).
         let first = shared.fail_on_first_breach;
-        let meta_breach = breaches.iter().find(|(_, p, _)| p.kind == Kind::Meta);
+        let unbreached = |last_pass: bool, unshared: bool| {
+            evaluated.iter().find(move |(_, p, _)| {
+                p.kind != Kind::Meta && (!last_pass || !p.first_pass) && (!unshared || !p.shared())
+            })
+        };
         let shown = pick(&breaches, first)
             .or_else(|| pick(&shadow_breaches, first))
-            .or_else(|| evaluated.iter().find(|(_, p, _)| p.kind != Kind::Meta && !p.decl.shared))
-            .or_else(|| evaluated.iter().find(|(_, p, _)| p.kind != Kind::Meta));
+            .or_else(|| unbreached(true, true))
+            .or_else(|| unbreached(true, false))
+            .or_else(|| unbreached(false, false));
         let headers = |limited: bool| {
             shown
                 .map(|(_, p, s)| {
@@ -1042,8 +1210,10 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
             tracing::info!(key, limit = %p.limit, route = route.unwrap_or(UNMATCHED), scope = %p.scope,
                 "rate limit exceeded");
             metrics::breach(route, &p.limit, false);
+            // A meta limit's own hook replaces `on_meta_breach` (Flask-Limiter's
+            // `lim.on_breach or on_meta_breach`); other limits call both.
             let hooks = if p.kind == Kind::Meta {
-                [shared.on_meta_breach.as_ref(), p.decl.on_breach.as_ref()]
+                [p.decl.on_breach.as_ref().or(shared.on_meta_breach.as_ref()), None]
             } else {
                 [shared.on_breach.as_ref(), p.decl.on_breach.as_ref()]
             };
@@ -1060,7 +1230,6 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
         let rejection = rejection.unwrap_or_else(|| {
             // The limit named in the body: the breached one with the shortest window.
             let named = meta_breach
-                .copied()
                 .or_else(|| breaches.iter().copied().min_by_key(|(_, p, _)| p.limit.granularity().seconds()));
             let (description, violated) = match named {
                 Some((_, p, _)) => {
@@ -1100,7 +1269,7 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
         }
         let mut own_keys: SmallVec<[Option<String>; 4]> = SmallVec::new();
         for p in &meta {
-            own_keys.push(p.decl.key.as_ref().and_then(|k| k.0.extract(request).ok()));
+            own_keys.push(p.key.and_then(|k| k.0.extract(request).ok()));
         }
         let ids: SmallVec<[[&str; 2]; 4]> =
             meta.iter().zip(&own_keys).map(|(p, own)| [own.as_deref().unwrap_or(key), &*p.scope]).collect();
@@ -1283,6 +1452,17 @@ fn check_header_names(settings: &HeaderSettings) -> Result<(), ConfigError> {
         }),
         None => Ok(()),
     }
+}
+
+/// Flask-Limiter's "Skipping limit: ... Empty value found in parameters":
+/// a limit other than a meta limit with an empty key or scope is not
+/// counted (meta limits are, even so).
+fn skipped<R>(p: &Pending<'_, R>, key: &str) -> bool {
+    let skip = p.kind != Kind::Meta && (key.is_empty() || p.scope.is_empty());
+    if skip {
+        tracing::error!(limit = %p.limit, scope = %p.scope, "skipping a rate limit: its key or scope is empty");
+    }
+    skip
 }
 
 /// Whether every limit that applies is in shadow mode (and none is

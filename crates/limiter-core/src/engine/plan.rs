@@ -111,11 +111,12 @@ fn chain<'g, R>(groups: &'g [Group<R>], path: &str) -> Vec<&'g Group<R>> {
     groups.iter().filter(|g| g.contains(path)).collect()
 }
 
-/// Flask-Limiter's resolution rules (reference §1.6), for one route (or
-/// for unregistered routes when `route` is `None`) inside `chain`.
+/// Flask-Limiter's resolution rules (reference §1.6; `LimitManager.resolve_limits`),
+/// for one route (or for unregistered routes when `route` is `None`) inside
+/// `chain`.
 fn plan_for<R>(route: Option<&Route<R>>, chain: &[&Group<R>]) -> Plan<R> {
-    // Exemptions: the route's own, its innermost group's, and any outer
-    // group's that reaches its descendants.
+    // Exemptions (`exemption_scope`): the route's own, its innermost
+    // group's, and any outer group's that reaches its descendants.
     let mut exempt = route.and_then(|r| r.exempt).unwrap_or(Exemption::NONE);
     for (depth, g) in chain.iter().enumerate() {
         if let Some(flags) = g.exempt
@@ -124,37 +125,38 @@ fn plan_for<R>(route: Option<&Route<R>>, chain: &[&Group<R>]) -> Plan<R> {
             exempt = exempt | flags;
         }
     }
-    // Any exemption of the route itself drops its own limits too.
+    // Any exemption of the route itself drops its own limits too (an empty
+    // flag set is no exemption: `decorated_limits`).
     let own: Vec<Limit<R>> = match route {
-        Some(r) if r.exempt.is_none() => r.limits.clone(),
+        Some(r) if r.exempt.is_none_or(Exemption::is_empty) => r.limits.clone(),
         _ => Vec::new(),
     };
-    let own_keeps_defaults = own.iter().all(|l| !l.override_defaults);
-
-    let mut group_limits = Vec::new();
     let mut origins: Vec<Option<Arc<str>>> = own.iter().map(|_| None).collect();
-    if own_keeps_defaults {
-        for g in chain {
-            group_limits.extend(g.limits.iter().cloned());
+    let mut limits = own;
+    // Group limits join only when the route's own all keep the defaults.
+    if limits.iter().all(|l| !l.override_defaults) {
+        for g in inherited(chain) {
             let name: Arc<str> = Arc::from(g.name.as_str());
-            origins.extend(g.limits.iter().map(|_| Some(Arc::clone(&name))));
-            let overrides = !g.limits.is_empty() && g.limits.iter().all(|l| l.override_defaults);
-            if overrides || g.exempt.is_some_and(|f| f.contains(Exemption::ANCESTORS)) {
-                break;
+            for l in &g.limits {
+                // `blueprint_limits` rebuilds each limit without its meta
+                // limits: a group's limits never carry any.
+                let mut l = l.clone();
+                l.meta = Vec::new();
+                limits.push(l);
+                origins.push(Some(Arc::clone(&name)));
             }
         }
     }
-    let groups_override = group_limits.iter().any(|l| l.override_defaults);
-
-    let defaults = if exempt.contains(Exemption::DEFAULT) || groups_override {
+    // Route and group limits alike decide on the defaults: kept when none
+    // overrides, else only when none applies to the request's method
+    // (`explicit_limits_exempt`).
+    let defaults = if exempt.contains(Exemption::DEFAULT) {
         Defaults::Never
-    } else if own.is_empty() || own_keeps_defaults {
+    } else if limits.iter().all(|l| !l.override_defaults) {
         Defaults::Always
     } else {
         Defaults::IfOwnInapplicable
     };
-    let mut limits = own;
-    limits.extend(group_limits);
     Plan {
         name: route.map(|r| Arc::from(r.name.as_str())),
         application: !exempt.contains(Exemption::APPLICATION),
@@ -165,11 +167,68 @@ fn plan_for<R>(route: Option<&Route<R>>, chain: &[&Group<R>]) -> Plan<R> {
     }
 }
 
+/// The groups whose limits a route in `chain` (innermost first) gets:
+/// Flask-Limiter's `LimitManager.blueprint_limits`, which looks only at the
+/// innermost group's own limits and flags.
+fn inherited<'g, R>(chain: &[&'g Group<R>]) -> Vec<&'g Group<R>> {
+    let Some(inner) = chain.first() else {
+        return Vec::new();
+    };
+    let flags = inner.exempt.unwrap_or(Exemption::NONE);
+    // An exemption from anything but application and default limits (META,
+    // DESCENDANTS) drops the group's limits and every inherited one.
+    if !(Exemption::APPLICATION | Exemption::DEFAULT | Exemption::ANCESTORS).contains(flags) {
+        return Vec::new();
+    }
+    let overrides = !inner.limits.is_empty() && inner.limits.iter().all(|l| l.override_defaults);
+    if overrides || flags.contains(Exemption::ANCESTORS) {
+        return vec![inner];
+    }
+    // Every enclosing group, except those exempting their descendants.
+    chain.iter().copied().filter(|g| !g.exempt.is_some_and(|f| f.contains(Exemption::DESCENDANTS))).collect()
+}
+
 #[cfg(test)]
 mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
     use super::*;
+    use crate::clock::{ManualClock, Timestamp};
+    use crate::engine::declare::Source;
+    use crate::engine::{Limiter, RequestInfo};
 
     type L = Limit<()>;
+
+    struct Req {
+        method: &'static str,
+        route: &'static str,
+    }
+
+    impl RequestInfo for Req {
+        fn method(&self) -> &str {
+            self.method
+        }
+        fn route(&self) -> Option<&str> {
+            Some(self.route)
+        }
+        fn header(&self, _: &str) -> Option<&str> {
+            None
+        }
+        fn header_values(&self, _: &str) -> Vec<&str> {
+            Vec::new()
+        }
+        fn peer_addr(&self) -> Option<IpAddr> {
+            Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)))
+        }
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        let mut f = std::pin::pin!(f);
+        match f.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+            std::task::Poll::Ready(v) => v,
+            std::task::Poll::Pending => panic!("the memory storage never waits"),
+        }
+    }
 
     fn plans(routes: Vec<Route<()>>, groups: Vec<Group<()>>) -> Plans<()> {
         Plans::build(routes, groups).unwrap()
@@ -221,11 +280,11 @@ mod tests {
         );
         let api = p.for_path("/api/users");
         assert_eq!(api.own.len(), 1);
-        assert_eq!(api.defaults, Defaults::Never);
+        assert_eq!(api.defaults, Defaults::IfOwnInapplicable);
         // admin's limit keeps defaults, so the outer group's limits are inherited too.
         let admin = p.for_path("/api/admin/x");
         assert_eq!(admin.own.len(), 2);
-        assert_eq!(admin.defaults, Defaults::Never, "the outer group's limit overrides the defaults");
+        assert_eq!(admin.defaults, Defaults::IfOwnInapplicable, "the outer group's limit overrides the defaults");
         let alone = p.for_path("/api/alone/x");
         assert_eq!(alone.own.len(), 1);
         // A route's own overriding limits replace the group's.
@@ -235,6 +294,112 @@ mod tests {
         // DESCENDANTS carries the exemption into nested groups.
         assert_eq!(p.for_path("/open/inner/x").defaults, Defaults::Never);
         assert_eq!(p.for_path("/open/x").defaults, Defaults::Never);
+    }
+
+    /// The limits of a plan, as notation, with the group each came from.
+    fn described(plan: &Plan<()>) -> Vec<String> {
+        plan.own
+            .iter()
+            .zip(&plan.origins)
+            .map(|(l, origin)| {
+                let text = match &l.source {
+                    Source::Static(Ok(limits)) => limits.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
+                    _ => "?".to_owned(),
+                };
+                format!("{text}@{}", origin.as_deref().unwrap_or("route"))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn method_restricted_group_limits_bring_the_defaults_back_for_other_methods() {
+        let p = plans(vec![], vec![Group::new("api", "/api").limit(L::new("10/minute").methods(["POST"]))]);
+        let api = p.for_path("/api/x");
+        assert_eq!(described(api), ["10 per 1 minute@api"]);
+        assert_eq!(api.defaults, Defaults::IfOwnInapplicable);
+
+        // End to end: a GET counts the default limit, a POST the group's.
+        let limiter = Limiter::<Req>::builder()
+            .clock(ManualClock::new(Timestamp::from_secs(1_700_000_000)))
+            .default_limits("100/hour")
+            .group(Group::new("api", "/api").limit(Limit::new("10/minute").methods(["POST"])))
+            .build()
+            .unwrap();
+        let counted = |method| {
+            let decision = block_on(limiter.check(&Req { method, route: "/api/x" }));
+            decision.limits().iter().map(|l| l.storage_key()).collect::<Vec<_>>()
+        };
+        assert_eq!(counted("GET"), ["LIMITER/10.0.0.1//api/x/100/1/hour"]);
+        assert_eq!(counted("POST"), ["LIMITER/10.0.0.1//api/x/10/1/minute"]);
+    }
+
+    #[test]
+    fn exempting_a_group_from_meta_or_descendants_drops_its_limits() {
+        let p = plans(
+            vec![Route::new("/api/route").limit(L::new("1/second").override_defaults(false))],
+            vec![
+                Group::new("api", "/api").limit("10/minute").exempt(),
+                Group::new("quiet", "/quiet")
+                    .limit("10/minute")
+                    .exempt_from(Exemption::DEFAULT | Exemption::APPLICATION),
+                Group::new("tree", "/tree").limit("1/day").exempt_from(Exemption::DEFAULT | Exemption::DESCENDANTS),
+                Group::new("branch", "/tree/branch").limit(L::new("2/day").override_defaults(false)),
+                Group::new("twig", "/tree/branch/twig").limit(L::new("3/day").override_defaults(false)),
+            ],
+        );
+        let api = p.for_path("/api/x");
+        assert_eq!(described(api), Vec::<String>::new(), "exempt() lifts META, which drops the group's limits");
+        assert_eq!(api.defaults, Defaults::Never);
+        assert!(!api.application && !api.meta);
+        // A route's own limits stay; only the group's go.
+        assert_eq!(described(p.for_path("/api/route")), ["1 per 1 second@route"]);
+        // Exempting from default and application limits only keeps the group's limits.
+        let quiet = p.for_path("/quiet/x");
+        assert_eq!(described(quiet), ["10 per 1 minute@quiet"]);
+        assert_eq!(quiet.defaults, Defaults::Never);
+        assert!(!quiet.application);
+        // DESCENDANTS drops the group's own limits, and nested groups do not inherit them.
+        assert_eq!(described(p.for_path("/tree/x")), Vec::<String>::new());
+        assert_eq!(described(p.for_path("/tree/branch/x")), ["2 per 1 day@branch"]);
+        assert_eq!(described(p.for_path("/tree/branch/twig/x")), ["3 per 1 day@twig", "2 per 1 day@branch"]);
+        assert_eq!(p.for_path("/tree/branch/twig/x").defaults, Defaults::Never, "DEFAULT reaches descendants");
+    }
+
+    #[test]
+    fn nested_groups_inherit_every_ancestor_unless_the_innermost_overrides() {
+        let p = plans(
+            vec![],
+            vec![
+                Group::new("a", "/a").limit("1/day"),
+                Group::new("b", "/a/b").limit("2/day"),
+                Group::new("c", "/a/b/c").limit(L::new("3/day").override_defaults(false)),
+                Group::new("d", "/a/b/c/d"),
+            ],
+        );
+        assert_eq!(described(p.for_path("/a/b/c/x")), ["3 per 1 day@c", "2 per 1 day@b", "1 per 1 day@a"]);
+        // A group without limits of its own inherits everything too.
+        assert_eq!(described(p.for_path("/a/b/c/d/x")), ["3 per 1 day@c", "2 per 1 day@b", "1 per 1 day@a"]);
+        // An innermost group whose limits all override stops there.
+        assert_eq!(described(p.for_path("/a/b/x")), ["2 per 1 day@b"]);
+        assert_eq!(p.for_path("/a/b/c/x").defaults, Defaults::IfOwnInapplicable);
+    }
+
+    #[test]
+    fn group_limits_lose_their_meta_limits_route_limits_keep_them() {
+        let p = plans(
+            vec![Route::new("/api/own").limit(L::new("5/second").meta_limits("1/hour"))],
+            vec![Group::new("api", "/api").limit(L::new("10/minute").meta_limits("2/hour"))],
+        );
+        let api = p.for_path("/api/x");
+        assert_eq!(described(api), ["10 per 1 minute@api"]);
+        assert!(api.own[0].meta.is_empty(), "Flask-Limiter's blueprint_limits drops meta_limits");
+        assert_eq!(p.for_path("/api/own").own[0].meta.len(), 1);
+    }
+
+    #[test]
+    fn an_empty_route_exemption_keeps_the_route_limits() {
+        let p = plans(vec![Route::new("/x").limit("1/second").exempt_from(Exemption::NONE)], vec![]);
+        assert_eq!(described(p.for_path("/x")), ["1 per 1 second@route"]);
     }
 
     #[test]

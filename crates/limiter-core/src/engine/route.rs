@@ -120,8 +120,9 @@ impl<R> Route<R> {
         self.exempt_from(Exemption::ALL)
     }
 
-    /// Exempts the route from the limits `flags` names. Any exemption also
-    /// ignores the route's own limits, as in Flask-Limiter.
+    /// Exempts the route from the limits `flags` names. Any exemption (but
+    /// [`Exemption::NONE`]) also ignores the route's own limits, as in
+    /// Flask-Limiter.
     #[must_use]
     pub fn exempt_from(mut self, flags: Exemption) -> Self {
         self.exempt = Some(flags);
@@ -134,10 +135,16 @@ impl<R> Route<R> {
 ///
 /// A group's limits apply to its routes that have no limits of their own
 /// (or only limits that keep the defaults), and replace the default limits
-/// unless they say otherwise. Groups nest by prefix (`/api/admin` is inside
-/// `/api`), and inner groups inherit the limits of outer ones unless their
-/// own all override (the default) or they are exempt from
-/// [`Exemption::ANCESTORS`].
+/// unless they say otherwise: as a route's own limits do, the defaults still
+/// count a request that none of them applies to (by
+/// [`Limit::methods`](super::Limit::methods)).
+///
+/// Groups nest by prefix (`/api/admin` is inside `/api`). A route's
+/// innermost group decides, as in Flask-Limiter: if its own limits all
+/// override the defaults (the default) or it is exempt from
+/// [`Exemption::ANCESTORS`], only its limits apply; otherwise the limits of
+/// every enclosing group apply too, except those of groups exempt with
+/// [`Exemption::DESCENDANTS`].
 pub struct Group<R> {
     pub(crate) name: String,
     pub(crate) prefix: String,
@@ -163,13 +170,19 @@ impl<R> Group<R> {
     }
 
     /// Adds limits to every route of the group.
+    ///
+    /// Meta limits attached to them ([`Limit::meta_limits`](super::Limit::meta_limits))
+    /// are ignored, as Flask-Limiter ignores a blueprint limit's
+    /// `meta_limits`: attach them to route limits or to the limiter.
     #[must_use]
     pub fn limit(mut self, limit: impl Into<Limit<R>>) -> Self {
         self.limits.push(limit.into());
         self
     }
 
-    /// Exempts the group's routes from application, default and meta limits.
+    /// Exempts the group's routes from application, default and meta limits,
+    /// and ignores the group's own limits and those it would inherit
+    /// (`limiter.exempt(blueprint)`).
     #[must_use]
     pub fn exempt(self) -> Self {
         self.exempt_from(Exemption::ALL)
@@ -177,6 +190,12 @@ impl<R> Group<R> {
 
     /// Exempts the group's routes from the limits `flags` names; with
     /// [`Exemption::DESCENDANTS`], nested groups' routes too.
+    ///
+    /// As in Flask-Limiter, any flag but [`Exemption::APPLICATION`],
+    /// [`Exemption::DEFAULT`] and [`Exemption::ANCESTORS`] (that is,
+    /// [`Exemption::META`] or [`Exemption::DESCENDANTS`]) also ignores the
+    /// group's own limits and those it would inherit; nested groups never
+    /// inherit the limits of a group exempt with [`Exemption::DESCENDANTS`].
     #[must_use]
     pub fn exempt_from(mut self, flags: Exemption) -> Self {
         self.exempt = Some(flags);

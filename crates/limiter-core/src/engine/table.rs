@@ -74,16 +74,29 @@ impl LimitInfo {
             },
             methods: decl.methods.as_ref().map(|m| m.to_vec()),
             per_method: decl.per_method,
-            shared: decl.shared,
+            // Application limits are shared across routes (Flask-Limiter's
+            // `ApplicationLimit`).
+            shared: decl.shared || kind == Kind::Application,
             cost: match decl.cost {
-                Cost::Fixed(n) => Some(n),
+                // Flask-Limiter's `cost or 1`: a fixed cost of 0 costs 1.
+                Cost::Fixed(n) => Some(n.max(1)),
                 Cost::Computed(_) => None,
             },
             exempt_when: decl.exempt_when.is_some(),
             deduct_when: decl.deduct_when.is_some(),
             shadow,
             own_key: decl.key.is_some(),
-            meta: decl.meta.iter().map(|m| LimitInfo::new(m, Origin::Meta, Kind::Meta, "meta", shadow)).collect(),
+            // An attached meta limit counts by its parent's key when it has
+            // none of its own, as Flask-Limiter's `MetaLimit` does.
+            meta: decl
+                .meta
+                .iter()
+                .map(|m| {
+                    let mut info = LimitInfo::new(m, Origin::Meta, Kind::Meta, "meta", shadow);
+                    info.own_key |= decl.key.is_some();
+                    info
+                })
+                .collect(),
             kind,
             scope: base_scope(decl, kind, endpoint).into_owned(),
             origin,

@@ -35,18 +35,24 @@ local function tat_of(i)
   return tat
 end
 
--- What a cost adds to the TAT: cost * window / amount, rounded down.
+-- What a cost adds to the TAT: cost * window / amount, in whole
+-- microseconds, rounded UP (exact when it divides evenly, as in every usual
+-- limit), so that a TAT is never earlier than the exact one and nothing is
+-- admitted beyond the limit; any cost above 0 adds at least 1 us, or a
+-- limit of more than one hit per microsecond would record nothing.
 local function step(i, cost)
   local amount, window = arg(i, 1), arg(i, 2)
   if cost == 0 or amount == 0 then
     return 0
   end
-  return math.floor(cost * window / amount)
+  return math.max(1, math.ceil(cost * window / amount))
 end
 
 -- A cost passes if the backlog after it stays within the window:
--- backlog + cost * window / amount <= window. `extra` is the cost earlier
--- items of the batch take from the same key.
+-- backlog + cost * window / amount <= window, the increment exact (not
+-- rounded): the backlog is built of rounded-up steps, so it is never
+-- smaller than the exact one and the test never admits beyond the limit.
+-- `extra` is the cost earlier items of the batch take from the same key.
 local function fits(i, extra)
   local amount, window, cost = arg(i, 1), arg(i, 2), arg(i, 3)
   if cost > amount then
