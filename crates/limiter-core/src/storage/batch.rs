@@ -199,8 +199,33 @@ impl Outcome {
         self.states.get(index).and_then(Option::as_ref)
     }
 
-    /// The latest `retry_at` among refused items: when all of them could pass.
+    /// The latest `retry_at` among refused items: when all of them could
+    /// pass; `None` if none was refused, or if one never can (its cost is
+    /// above its amount).
     pub fn retry_at(&self) -> Option<Timestamp> {
-        self.states.iter().flatten().filter(|s| !s.allowed).filter_map(|s| s.retry_at).max()
+        let refused = self.states.iter().flatten().filter(|s| !s.allowed);
+        refused.map(|s| s.retry_at).collect::<Option<Vec<Timestamp>>>()?.into_iter().max()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_at_is_when_every_refused_item_passes_or_never() {
+        let at = |s| Some(Timestamp::from_secs(s));
+        let outcome = |states: &[Option<LimitState>]| {
+            let mut o = Outcome::with_capacity(states.len());
+            states.iter().for_each(|s| o.push(*s));
+            o
+        };
+        let passing = LimitState::allowed(1, Timestamp::from_secs(9));
+        let soon = LimitState::limited(0, Timestamp::from_secs(5), at(5));
+        let later = LimitState::limited(0, Timestamp::from_secs(7), at(7));
+        let never = LimitState::limited(0, Timestamp::from_secs(7), None);
+        assert_eq!(outcome(&[Some(passing), Some(soon), None, Some(later)]).retry_at(), at(7));
+        assert_eq!(outcome(&[Some(never), Some(later)]).retry_at(), None, "one item can never pass");
+        assert_eq!(outcome(&[Some(passing)]).retry_at(), None, "nothing refused");
     }
 }

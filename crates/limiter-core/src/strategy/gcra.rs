@@ -70,7 +70,12 @@ impl Counter for GcraState {
         if allowed && cost > 0 {
             // Rounded down: the error favours the client by under 1 ns per hit,
             // where rounding up would refuse the last token of a full burst.
-            let step = mul_div_floor(cost, limit.window_nanos(), limit.amount());
+            // At least 1 ns, or a limit of more than one hit per nanosecond
+            // would never be recorded; so limits of over 500 million hits
+            // a second are the only ones off by more than a nanosecond a
+            // hit (at most twice the rate between 500 million and a billion,
+            // fewer hits than the limit beyond).
+            let step = mul_div_floor(cost, limit.window_nanos(), limit.amount()).max(1);
             self.tat = self.tat.max(now).saturating_add(step);
         }
         self.state(limit, allowed, cost, now)
@@ -117,6 +122,14 @@ mod tests {
         assert!(!st.hit(&limit, 11, 0).allowed);
         assert_eq!(st.hit(&limit, 11, 0).retry_at, None);
         assert_eq!(st.tat, 24 * S);
+    }
+
+    #[test]
+    fn a_limit_above_one_hit_per_nanosecond_is_still_recorded() {
+        let limit = RateLimit::new(2_000_000_000, 1, Granularity::Second).unwrap();
+        let mut st = GcraState::default();
+        assert!(st.hit(&limit, 1, S).allowed);
+        assert_eq!(st.tat, S + 1, "one nanosecond, not nothing");
     }
 
     #[test]

@@ -70,13 +70,12 @@ impl SlidingWindowState {
 
     /// Nanoseconds until `floor(weighted)` next drops (0 if nothing is counted).
     fn until_remaining_grows(v: &View) -> u64 {
-        if v.prev > 0 && mul_div_floor(v.prev, v.left, v.window) >= 1 {
-            // `limits`: prev_ttl % (window / prev).
-            mul_rem(v.prev, v.left, v.window) / v.prev
-        } else if v.cur > 0 {
-            v.left
-        } else {
-            0
+        // `limits`: prev_ttl % (window / prev) (the whole `left` while the
+        // previous window weighs less than one hit).
+        match mul_rem(v.prev, v.left, v.window).checked_div(v.prev) {
+            Some(until) => until,
+            None if v.cur > 0 => v.left,
+            None => 0,
         }
     }
 
@@ -156,6 +155,18 @@ mod tests {
     use crate::limit::Granularity;
 
     const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn a_previous_window_weighing_under_one_hit_resets_when_the_window_ends() {
+        // `limits`: previous_expires_in % (window / previous) is the whole
+        // time left while previous · left < window.
+        let v = View { prev: 1, cur: 0, left: 30 * S, window: 60 * S };
+        assert_eq!(SlidingWindowState::until_remaining_grows(&v), 30 * S);
+        let v = View { prev: 4, cur: 0, left: 30 * S, window: 60 * S };
+        assert_eq!(SlidingWindowState::until_remaining_grows(&v), 0, "30 s % 15 s");
+        let v = View { prev: 0, cur: 0, left: 30 * S, window: 60 * S };
+        assert_eq!(SlidingWindowState::until_remaining_grows(&v), 0);
+    }
 
     #[test]
     fn weighs_the_previous_window() {
