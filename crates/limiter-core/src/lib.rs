@@ -102,7 +102,7 @@
 //! |---|---|---|---|---|---|
 //! | [`MemoryStorage`] | yes | yes | yes (windows aligned to the epoch) | yes | none |
 //! | Redis, Valkey (`limiter-redis`): standalone, TLS, unix socket, sentinel | yes, `limits`' layout | yes, `limits`' layout | yes, `limits`' layout (windows from the first hit) | yes (server clock) | 1 script call |
-//! | Redis cluster (`limiter-redis`) | yes | yes | yes | yes | 1 per hash slot, in parallel (2 rounds when a refusal must stop the others); atomic per slot |
+//! | Redis cluster (`limiter-redis`) | yes | yes | yes | yes | 1 per hash slot, in parallel (2 parallel rounds when the limits span several slots in the default stop-at-first-refusal and in all-or-nothing modes); atomic per slot |
 //! | Memcached (`limiter-memcached`) | yes, `limits`' layout | no: no atomic multi-key update | yes, `limits`' layout | no: the same | 1 (2 when a refusal gives increments back) |
 //! | MongoDB (`limiter-mongodb`) | yes, `limits`' documents | yes, `limits`' documents | yes, `limits`' documents | yes (own document) | 1 per limit: MongoDB runs no scripts across documents |
 //!

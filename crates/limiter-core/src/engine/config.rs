@@ -146,7 +146,7 @@ use crate::strategy::StrategyKind;
 /// meta = "5 per hour"
 ///
 /// strategy = "fixed-window"         # moving-window, sliding-window-counter, gcra
-/// storage_uri = "memory://"         # the only storage of this build
+/// storage_uri = "memory://"         # remote URIs: see `storage_uri` below
 /// storage_timeout = "250ms"         # our addition; none by default
 /// key_prefix = "myapp"              # "" by default
 ///
@@ -192,7 +192,7 @@ use crate::strategy::StrategyKind;
 /// | `header_name_mapping` / `RATELIMIT_HEADER_LIMIT`, `_REMAINING`, `_RESET`, `_RETRY_AFTER` | [`HeaderSettings`] fields, [`LimiterBuilder::headers`] | `RATELIMIT_HEADER_LIMIT`, `header_limit`, ... |
 /// | `retry_after` / `RATELIMIT_HEADER_RETRY_AFTER_VALUE` | [`HeaderSettings::retry_after_format`] | `RATELIMIT_HEADER_RETRY_AFTER_VALUE`, `header_retry_after_value`, `retry_after` |
 /// | `strategy` / `RATELIMIT_STRATEGY` | [`LimiterBuilder::strategy`], [`LimiterBuilder::strategy_name`] (also `gcra`) | `RATELIMIT_STRATEGY`, `strategy` |
-/// | `storage_uri` / `RATELIMIT_STORAGE_URI` | [`LimiterBuilder::storage`] | `RATELIMIT_STORAGE_URI`, `storage_uri`: `memory://` only; Redis, Valkey, Memcached and MongoDB URIs are **not available yet** (an error saying so) |
+/// | `storage_uri` / `RATELIMIT_STORAGE_URI` | [`LimiterBuilder::storage`] (memory), [`LimiterBuilder::any_storage`] | `RATELIMIT_STORAGE_URI`, `storage_uri`: [`apply`](Settings::apply) serves `memory://`; Redis, Valkey, Memcached and MongoDB URIs are connected with `limiter::storage_from_uri_with` (features `redis`, `memcached`, `mongodb` of `limiter`) after taking `settings.storage_uri`, and `apply` refuses them with an error that says so |
 /// | `storage_options` / `RATELIMIT_STORAGE_OPTIONS` | the storage's own builder ([`MemoryStorage::builder`]) | `RATELIMIT_STORAGE_OPTIONS` (JSON object in the environment), `storage_options`: `max_keys`, `shards` for `memory://`; each remote backend's options, named as in `limits`, through `limiter::storage_from_uri_with` |
 /// | `swallow_errors` / `RATELIMIT_SWALLOW_ERRORS` | [`LimiterBuilder::on_storage_failure`] with [`FailurePolicy::FailOpen`] | `RATELIMIT_SWALLOW_ERRORS`, `swallow_errors` |
 /// | `fail_on_first_breach` / `RATELIMIT_FAIL_ON_FIRST_BREACH` | [`LimiterBuilder::fail_on_first_breach`] | `RATELIMIT_FAIL_ON_FIRST_BREACH`, `fail_on_first_breach` |
@@ -1092,9 +1092,10 @@ impl Settings {
     ///
     /// # Errors
     ///
-    /// [`ConfigError`] for a storage URI this build cannot serve (remote
-    /// storages are not available yet; the message names the URI with any
-    /// password replaced by `***`), storage options `memory://` does not
+    /// [`ConfigError`] for a storage URI it cannot serve (remote storages
+    /// are connected outside the settings, with `limiter::storage_from_uri_with`
+    /// and [`LimiterBuilder::any_storage`]; the message says so and names
+    /// the URI with any password replaced by `***`), storage options `memory://` does not
     /// take, options without a URI, a storage timeout (it needs a timer: use
     /// [`apply_with_timer`](Self::apply_with_timer)), limit strings set in
     /// code that do not parse, or a per-method or cost setting
