@@ -149,14 +149,21 @@ fn verdict(limit: &RateLimit, state: &LimitState, paint: Paint) -> String {
 fn limit_nodes(l: &LimitInfo, probe: Option<&Probe>, paint: Paint) -> Vec<Node> {
     let mut nodes = declared_nodes(l, probe, paint);
     // Meta limits attached to this declaration count its breaches.
-    if !l.meta.is_empty() {
-        let mut meta = Node::new(paint.dim("meta limits on its breaches"));
-        for m in &l.meta {
-            meta.children.extend(limit_nodes(m, probe, paint));
-        }
-        nodes.push(meta);
-    }
+    nodes.extend(titled(paint.dim("meta limits on its breaches"), &l.meta, probe, paint));
     nodes
+}
+
+/// A node titled `title` over the tree lines of `limits`; none if there
+/// are no limits.
+fn titled(title: String, limits: &[LimitInfo], probe: Option<&Probe>, paint: Paint) -> Option<Node> {
+    if limits.is_empty() {
+        return None;
+    }
+    let mut node = Node::new(title);
+    for l in limits {
+        node.children.extend(limit_nodes(l, probe, paint));
+    }
+    Some(node)
 }
 
 /// The tree lines of one declaration's own limits.
@@ -199,13 +206,7 @@ fn route_node(route: &RouteInfo, table: &LimitTable, probe: Option<&Probe>, pain
     }
     if alone {
         for (title, limits) in [("Meta limits", &route.meta), ("Application limits", &route.application)] {
-            if !limits.is_empty() {
-                let mut shared = Node::new(paint.dim(title));
-                for l in limits {
-                    shared.children.extend(limit_nodes(l, probe, paint));
-                }
-                node.push(shared);
-            }
+            node.children.extend(titled(paint.dim(title), limits, probe, paint));
         }
     }
     for l in &route.own {
@@ -371,13 +372,7 @@ async fn limits_view<R: RequestInfo + Send + Sync + 'static>(
     let mut trees: Vec<Node> = Vec::new();
     if args.route.is_none() {
         for (title, limits) in [("Meta limits", &table.meta), ("Application limits", &table.application)] {
-            if !limits.is_empty() {
-                let mut node = Node::new(paint.bold(title));
-                for l in limits {
-                    node.children.extend(limit_nodes(l, probe, paint));
-                }
-                trees.push(node);
-            }
+            trees.extend(titled(paint.bold(title), limits, probe, paint));
         }
     }
     // Routes outside any group under the app; the others under their innermost group.

@@ -5,6 +5,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use limiter_core::engine::is_secret_mechanism_property;
 use limiter_core::{StorageError, StorageErrorKind};
 use mongodb::error::{
     Error, ErrorKind, RETRYABLE_ERROR, RETRYABLE_WRITE_ERROR, SYSTEM_OVERLOADED_ERROR, TRANSIENT_TRANSACTION_ERROR,
@@ -28,15 +29,10 @@ impl fmt::Debug for Redactor {
     }
 }
 
-/// Mechanism properties that configure Kerberos or OIDC rather than prove
-/// an identity (as `limiter_core::engine::redact_uri` keeps them readable).
-const SETTINGS: [&str; 6] =
-    ["SERVICE_NAME", "SERVICE_REALM", "SERVICE_HOST", "CANONICALIZE_HOST_NAME", "ENVIRONMENT", "TOKEN_RESOURCE"];
-
 impl Redactor {
     /// The secrets of `uri`: the password of `user:password@`, and the
-    /// values of `authMechanismProperties` other than [`SETTINGS`] (an
-    /// `AWS_SESSION_TOKEN`), each as written and decoded. The last `@` ends
+    /// values of secret `authMechanismProperties` (an `AWS_SESSION_TOKEN`:
+    /// [`is_secret_mechanism_property`]), each as written and decoded. The last `@` ends
     /// the credentials, as in `limits`.
     pub(crate) fn for_uri(uri: &str) -> Self {
         let rest = uri.split_once("://").map_or(uri, |(_, rest)| rest);
@@ -69,7 +65,7 @@ impl Redactor {
                 for properties in [value, &decoded] {
                     for entry in properties.split(',') {
                         match entry.split_once(':') {
-                            Some((key, _)) if SETTINGS.iter().any(|s| s.eq_ignore_ascii_case(key)) => {}
+                            Some((key, _)) if !is_secret_mechanism_property(key) => {}
                             Some((_, secret)) => push(secret),
                             None => push(entry),
                         }

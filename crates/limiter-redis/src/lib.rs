@@ -348,6 +348,17 @@ trait ScriptStrategy {
     ) -> Result<Vec<Option<LimitState>>, StorageError>;
 }
 
+/// A script's reply cut into each item's `fields` values, or an error if it
+/// does not hold exactly that many per item.
+fn per_item<'r>(
+    reply: &'r [Value],
+    items: &[&Item<'_>],
+    fields: usize,
+    strategy: &'static str,
+) -> Result<std::slice::Chunks<'r, Value>, StorageError> {
+    if reply.len() == items.len() * fields { Ok(reply.chunks(fields)) } else { Err(short(strategy)) }
+}
+
 /// A reply field as a signed number (TTLs are negative for missing keys).
 fn int(value: &Value) -> Result<i64, StorageError> {
     redis::from_redis_value::<i64>(value.clone())
@@ -392,11 +403,8 @@ impl ScriptStrategy for FixedWindow {
         items: &[&Item<'_>],
         now: Timestamp,
     ) -> Result<Vec<Option<LimitState>>, StorageError> {
-        if reply.len() != items.len() * 4 {
-            return Err(short(Self::NAME));
-        }
         let mut states = Vec::with_capacity(items.len());
-        for (item, fields) in items.iter().zip(reply.chunks(4)) {
+        for (item, fields) in items.iter().zip(per_item(reply, items, 4, Self::NAME)?) {
             let [evaluated, allowed, count, pttl] = fields else { return Err(short(Self::NAME)) };
             if int(evaluated)? == 0 {
                 states.push(None);
@@ -470,14 +478,11 @@ impl ScriptStrategy for Gcra {
         now: Timestamp,
     ) -> Result<Vec<Option<LimitState>>, StorageError> {
         let Some((server_now, fields)) = reply.split_first() else { return Err(short(Self::NAME)) };
-        if fields.len() != items.len() * 3 {
-            return Err(short(Self::NAME));
-        }
         // The script decides on the server's clock; times are reported on
         // the limiter's, shifted by the difference.
         let server_now = Timestamp::from_nanos(number(server_now)?.saturating_mul(1_000));
         let mut states = Vec::with_capacity(items.len());
-        for (item, fields) in items.iter().zip(fields.chunks(3)) {
+        for (item, fields) in items.iter().zip(per_item(fields, items, 3, Self::NAME)?) {
             let [evaluated, allowed, tat] = fields else { return Err(short(Self::NAME)) };
             if number(evaluated)? == 0 {
                 states.push(None);
@@ -580,11 +585,8 @@ impl ScriptStrategy for MovingWindow {
         items: &[&Item<'_>],
         now: Timestamp,
     ) -> Result<Vec<Option<LimitState>>, StorageError> {
-        if reply.len() != items.len() * 5 {
-            return Err(short(Self::NAME));
-        }
         let mut states = Vec::with_capacity(items.len());
-        for (item, fields) in items.iter().zip(reply.chunks(5)) {
+        for (item, fields) in items.iter().zip(per_item(reply, items, 5, Self::NAME)?) {
             let [evaluated, allowed, count, oldest, blocking] = fields else { return Err(short(Self::NAME)) };
             if number(evaluated)? == 0 {
                 states.push(None);
@@ -667,11 +669,8 @@ impl ScriptStrategy for SlidingWindowCounter {
         items: &[&Item<'_>],
         now: Timestamp,
     ) -> Result<Vec<Option<LimitState>>, StorageError> {
-        if reply.len() != items.len() * 6 {
-            return Err(short(Self::NAME));
-        }
         let mut states = Vec::with_capacity(items.len());
-        for (item, fields) in items.iter().zip(reply.chunks(6)) {
+        for (item, fields) in items.iter().zip(per_item(reply, items, 6, Self::NAME)?) {
             let [evaluated, allowed, prev, prev_ttl, cur, cur_ttl] = fields else { return Err(short(Self::NAME)) };
             let (prev, prev_ttl, cur, cur_ttl) = (int(prev)?, int(prev_ttl)?, int(cur)?, int(cur_ttl)?);
             if int(evaluated)? == 0 {

@@ -1163,31 +1163,23 @@ impl Settings {
         if let Some(prefix) = &self.key_prefix {
             b = b.key_prefix(prefix.as_str());
         }
-        if let Some(limits) = configured("RATELIMIT_DEFAULT", self.default_limits.as_deref())? {
-            let limit = Limit::from_limits(limits)
-                .per_method(self.default_limits_per_method.unwrap_or(false))
-                .cost(self.default_limits_cost.unwrap_or(1));
+        let defaults = Modifiers {
+            limits: ("RATELIMIT_DEFAULT", self.default_limits.as_deref()),
+            builder_call: "default_limits",
+            per_method: ("RATELIMIT_DEFAULTS_PER_METHOD", self.default_limits_per_method),
+            cost: ("RATELIMIT_DEFAULTS_COST", self.default_limits_cost),
+        };
+        if let Some(limit) = defaults.limit()? {
             b = b.default_limits(limit);
-        } else {
-            unreachable_modifiers(Modifiers {
-                limits_key: "RATELIMIT_DEFAULT",
-                builder_call: "default_limits",
-                per_method: ("RATELIMIT_DEFAULTS_PER_METHOD", self.default_limits_per_method),
-                cost: ("RATELIMIT_DEFAULTS_COST", self.default_limits_cost),
-            })?;
         }
-        if let Some(limits) = configured("RATELIMIT_APPLICATION", self.application_limits.as_deref())? {
-            let limit = Limit::from_limits(limits)
-                .per_method(self.application_limits_per_method.unwrap_or(false))
-                .cost(self.application_limits_cost.unwrap_or(1));
+        let application = Modifiers {
+            limits: ("RATELIMIT_APPLICATION", self.application_limits.as_deref()),
+            builder_call: "application_limits",
+            per_method: ("RATELIMIT_APPLICATION_PER_METHOD", self.application_limits_per_method),
+            cost: ("RATELIMIT_APPLICATION_COST", self.application_limits_cost),
+        };
+        if let Some(limit) = application.limit()? {
             b = b.application_limits(limit);
-        } else {
-            unreachable_modifiers(Modifiers {
-                limits_key: "RATELIMIT_APPLICATION",
-                builder_call: "application_limits",
-                per_method: ("RATELIMIT_APPLICATION_PER_METHOD", self.application_limits_per_method),
-                cost: ("RATELIMIT_APPLICATION_COST", self.application_limits_cost),
-            })?;
         }
         if let Some(limits) = configured("RATELIMIT_META", self.meta_limits.as_deref())? {
             b = b.meta_limits(Limit::from_limits(limits));
@@ -1240,12 +1232,29 @@ impl Settings {
     }
 }
 
-/// The per-method and cost settings of one kind of limits.
-struct Modifiers {
-    limits_key: &'static str,
+/// One kind of configured limits (default, application) with its
+/// per-method and cost settings, each with its key.
+struct Modifiers<'s> {
+    limits: (&'static str, Option<&'s str>),
     builder_call: &'static str,
     per_method: (&'static str, Option<bool>),
     cost: (&'static str, Option<u64>),
+}
+
+impl Modifiers<'_> {
+    /// The configured limits with their per-method and cost settings;
+    /// `None` when no limits are configured (and then neither setting may
+    /// be: see [`unreachable_modifiers`]).
+    fn limit<R>(self) -> Result<Option<Limit<R>>, ConfigError> {
+        match configured(self.limits.0, self.limits.1)? {
+            Some(limits) => Ok(Some(
+                Limit::from_limits(limits)
+                    .per_method(self.per_method.1.unwrap_or(false))
+                    .cost(self.cost.1.unwrap_or(1)),
+            )),
+            None => unreachable_modifiers(&self).map(|()| None),
+        }
+    }
 }
 
 /// Flask-Limiter applies `RATELIMIT_DEFAULTS_PER_METHOD`, `_COST` (and the
@@ -1253,7 +1262,7 @@ struct Modifiers {
 /// reach the builder's limits, so a setting that would change them is an
 /// error here rather than silently ignored. Values equal to the defaults
 /// (`false`, `1`) change nothing and pass.
-fn unreachable_modifiers(m: Modifiers) -> Result<(), ConfigError> {
+fn unreachable_modifiers(m: &Modifiers<'_>) -> Result<(), ConfigError> {
     let (option, value, call) = match (m.per_method, m.cost) {
         ((option, Some(true)), _) => (option, "true".to_owned(), ".per_method(true)".to_owned()),
         (_, (option, Some(cost))) if cost != 1 => (option, cost.to_string(), format!(".cost({cost})")),
@@ -1265,7 +1274,7 @@ fn unreachable_modifiers(m: Modifiers) -> Result<(), ConfigError> {
         fix: format!(
             "it applies to {limits} only, which is not set (unlike Flask-Limiter, it cannot reach limits given \
              in code): set {limits} too, or give the limits {call} in code (LimiterBuilder::{builder})",
-            limits = m.limits_key,
+            limits = m.limits.0,
             builder = m.builder_call,
         ),
     })
@@ -1382,6 +1391,28 @@ fn is_secret(name: &str) -> bool {
     ["pass", "secret", "token", "credential", "apikey", "api_key"].iter().any(|s| name.contains(s))
 }
 
+/// Whether a MongoDB `authMechanismProperties` property (`KEY:value`)
+/// holds a credential (an `AWS_SESSION_TOKEN`, say): every property but the
+/// few that configure Kerberos or OIDC rather than prove an identity
+/// (`SERVICE_NAME`, `SERVICE_REALM`, `SERVICE_HOST`,
+/// `CANONICALIZE_HOST_NAME`, `ENVIRONMENT`, `TOKEN_RESOURCE`), in any case.
+/// [`redact_uri`] hides the values of secret ones; storages use it to
+/// scrub their drivers' messages the same way.
+///
+/// # Example
+///
+/// ```
+/// use limiter_core::engine::is_secret_mechanism_property;
+///
+/// assert!(is_secret_mechanism_property("AWS_SESSION_TOKEN"));
+/// assert!(!is_secret_mechanism_property("service_name"));
+/// ```
+pub fn is_secret_mechanism_property(key: &str) -> bool {
+    const SETTINGS: [&str; 6] =
+        ["SERVICE_NAME", "SERVICE_REALM", "SERVICE_HOST", "CANONICALIZE_HOST_NAME", "ENVIRONMENT", "TOKEN_RESOURCE"];
+    !SETTINGS.iter().any(|setting| setting.eq_ignore_ascii_case(key))
+}
+
 /// A storage URI fit for logs and error messages: the password (or a lone
 /// user name, which may be a token) becomes `***`, as do query parameters
 /// named like secrets (`password`, `token`, ...) and, in MongoDB's
@@ -1402,11 +1433,6 @@ fn is_secret(name: &str) -> bool {
 /// assert_eq!(redact_uri("memory://"), "memory://");
 /// ```
 pub fn redact_uri(uri: &str) -> String {
-    /// Mechanism properties that configure Kerberos or OIDC rather than
-    /// prove an identity; any other property's value may be a credential.
-    const SETTINGS: [&str; 6] =
-        ["SERVICE_NAME", "SERVICE_REALM", "SERVICE_HOST", "CANONICALIZE_HOST_NAME", "ENVIRONMENT", "TOKEN_RESOURCE"];
-
     /// `s` around its first `plain` byte or that byte's percent escape
     /// (`escaped`, any case): MongoDB drivers decode the whole value before
     /// splitting it, so `%2C` separates properties as `,` does. A `%` is
@@ -1431,7 +1457,7 @@ pub fn redact_uri(uri: &str) -> String {
         loop {
             let (entry, comma, rest) = split_at_separator(properties, b',', b"%2C").unwrap_or((properties, "", ""));
             match split_at_separator(entry, b':', b"%3A") {
-                Some((key, _, _)) if SETTINGS.iter().any(|setting| setting.eq_ignore_ascii_case(key)) => {
+                Some((key, _, _)) if !is_secret_mechanism_property(key) => {
                     redacted.push_str(entry);
                 }
                 Some((key, colon, _)) => {

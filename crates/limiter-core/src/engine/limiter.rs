@@ -841,7 +841,7 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
                 // A route with limits of its own (a decorated view) is
                 // decided in two passes: the application limits in
                 // `before_request`, then the route's and the defaults.
-                if plan.origins.iter().any(Option::is_none) {
+                if plan.decorated {
                     for p in &mut regular {
                         p.first_pass = true;
                     }

@@ -38,7 +38,7 @@ mod route;
 mod table;
 
 pub use client_ip::{ForwardedFor, ForwardingHeader, Trust, TrustedHeader, TrustedNetworkError};
-pub use config::{Settings, redact_uri};
+pub use config::{Settings, is_secret_mechanism_property, redact_uri};
 pub use decision::{Decision, RequestLimit, Verdict, current_limit};
 pub use declare::{Limit, ResponseInfo};
 pub use failure::FailurePolicy;

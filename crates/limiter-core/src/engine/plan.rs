@@ -33,6 +33,9 @@ pub(crate) struct Plan<R> {
     /// Where each of `own` was declared: `None` on the route, else the
     /// group's name (for tools; see [`super::table`]).
     pub(crate) origins: Vec<Option<Arc<str>>>,
+    /// The route has limits of its own (Flask-Limiter's decorated view):
+    /// its application limits are decided in a pass of their own, first.
+    pub(crate) decorated: bool,
     pub(crate) defaults: Defaults,
 }
 
@@ -161,6 +164,7 @@ fn plan_for<R>(route: Option<&Route<R>>, chain: &[&Group<R>]) -> Plan<R> {
         name: route.map(|r| Arc::from(r.name.as_str())),
         application: !exempt.contains(Exemption::APPLICATION),
         meta: !exempt.contains(Exemption::META),
+        decorated: origins.iter().any(Option::is_none),
         own: limits,
         origins,
         defaults,
