@@ -143,9 +143,10 @@ where
             }
             match service.call(request).await {
                 Ok(mut response) => {
-                    let retry_after = limiter.header_settings().retry_after.clone();
-                    let headers = decision.headers().iter().map(|(name, value)| (name, value.as_str()));
-                    add_headers(response.headers_mut(), headers, &retry_after);
+                    let settings = limiter.header_settings();
+                    let headers = decision.headers(settings);
+                    let headers = headers.iter().map(|(name, value)| (name, value.as_str()));
+                    add_headers(response.headers_mut(), headers, &settings.retry_after);
                     limiter.after_response(&decision, ResponseInfo::new(response.status().as_u16())).await;
                     Ok(response.map_into_left_body())
                 }

@@ -9,9 +9,10 @@ use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
-use limiter_core::engine::{Decision, HeaderText, Rejection, RequestLimit, ResponseInfo, later_retry_after};
+use limiter_core::engine::{
+    Decision, HeaderSettings, HeaderState, HeaderText, Rejection, RequestLimit, ResponseInfo, later_retry_after,
+};
 use pin_project_lite::pin_project;
-use smallvec::SmallVec;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -46,16 +47,20 @@ pub struct LimiterLayer {
     names: HeaderNames,
 }
 
-/// The configured header names, parsed once: a response's headers are then
-/// found by pointer, without parsing or allocating a name per request.
-/// The names are interned as `'static` (a handful per process), so that
-/// cloning one touches no reference count shared between threads.
-#[derive(Clone, Debug)]
-struct HeaderNames {
-    known: Arc<[(Arc<str>, HeaderName)]>,
+/// The limiter's header settings with their names parsed, once per
+/// distinct configuration in the process: a response's headers are then
+/// found by pointer, without parsing or allocating a name per request, and
+/// a response future holds them by a plain reference, with no reference
+/// count shared between threads to touch per request.
+#[derive(Clone, Copy, Debug)]
+struct HeaderNames(&'static ParsedNames);
+
+#[derive(Debug)]
+struct ParsedNames {
+    settings: HeaderSettings,
+    /// Each of `settings.names()`, parsed, by position.
+    parsed: [Option<HeaderName>; 6],
     retry_after: Option<HeaderName>,
-    /// The one number that changes on every response.
-    remaining: Arc<str>,
 }
 
 thread_local! {
@@ -70,7 +75,6 @@ thread_local! {
 /// A header value for a number: the one this thread made last for
 /// `position` if it is the same number, else a new one, kept for next time.
 fn number_value(position: usize, n: u64) -> Option<HeaderValue> {
-    let fresh = || HeaderValue::try_from(HeaderText::number(n).into_string()).ok();
     RECENT
         .try_with(|recent| {
             let mut recent = recent.try_borrow_mut().ok()?;
@@ -78,7 +82,7 @@ fn number_value(position: usize, n: u64) -> Option<HeaderValue> {
             match slot {
                 Some((last, value)) if *last == n => Some(value.clone()),
                 _ => {
-                    let value = fresh()?;
+                    let value = fresh_number(n)?;
                     *slot = Some((n, value.clone()));
                     Some(value)
                 }
@@ -86,111 +90,90 @@ fn number_value(position: usize, n: u64) -> Option<HeaderValue> {
         })
         .ok()
         .flatten()
-        .or_else(fresh)
+        .or_else(|| fresh_number(n))
 }
 
-/// A header name as a `'static` one: parsed, lower-cased, and kept for the
-/// life of the process, once per distinct name.
-fn static_name(name: &str) -> Option<HeaderName> {
-    static INTERNED: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
-    let parsed = HeaderName::try_from(name).ok()?;
-    let mut interned = INTERNED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let text: &'static str = match interned.iter().find(|s| **s == parsed.as_str()) {
-        Some(s) => s,
-        None => {
-            let leaked: &'static str = Box::leak(parsed.as_str().to_owned().into_boxed_str());
-            interned.push(leaked);
-            leaked
-        }
-    };
-    Some(HeaderName::from_static(text))
+/// From a string of the exact length, the header value takes its buffer as
+/// is (`HeaderValue::from(u64)` would allocate and then share a buffer of
+/// its own).
+fn fresh_number(n: u64) -> Option<HeaderValue> {
+    HeaderValue::try_from(HeaderText::number(n).into_string()).ok()
 }
-
-/// Rate-limit headers ready to insert: name, value, whether it is the
-/// `Retry-After` (which yields to a later one the handler set).
-type Prepared = SmallVec<[(HeaderName, HeaderValue, bool); 4]>;
 
 impl HeaderNames {
+    /// The limiter's names, parsed, interned: kept for the life of the
+    /// process, once per distinct header configuration (a handful at most;
+    /// an app builds its limiters once).
     fn new(limiter: &Limiter) -> Self {
+        static INTERNED: std::sync::Mutex<Vec<&'static ParsedNames>> = std::sync::Mutex::new(Vec::new());
         let settings = limiter.header_settings();
-        HeaderNames {
-            known: settings
-                .names()
-                .into_iter()
-                .filter_map(|name| static_name(name).map(|parsed| (Arc::clone(name), parsed)))
-                .collect(),
-            retry_after: static_name(&settings.retry_after),
-            remaining: Arc::clone(&settings.remaining),
+        let mut interned = INTERNED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(names) = interned.iter().find(|names| names.settings == *settings) {
+            return HeaderNames(names);
         }
+        let parse = |name: &Arc<str>| HeaderName::try_from(&**name).ok();
+        let names: &'static ParsedNames = Box::leak(Box::new(ParsedNames {
+            settings: settings.clone(),
+            parsed: settings.names().map(parse),
+            retry_after: parse(&settings.retry_after),
+        }));
+        interned.push(names);
+        HeaderNames(names)
     }
 
+    /// A name the settings hold, found by address; any other, parsed.
     fn get(&self, name: &Arc<str>) -> Option<HeaderName> {
-        match self.known.iter().find(|(known, _)| Arc::ptr_eq(known, name)) {
-            Some((_, parsed)) => Some(parsed.clone()),
+        let names = &self.0;
+        match names.settings.names().iter().position(|known| Arc::ptr_eq(known, name)) {
+            Some(i) => names.parsed.get(i).cloned().flatten(),
             None => HeaderName::try_from(&**name).ok(),
         }
     }
 
-    /// Parses the limiter's headers (those that do not parse are dropped).
-    /// The headers are borrowed, not moved: the decision keeps them and
-    /// drops them at once.
-    fn prepare<'h>(&self, headers: impl IntoIterator<Item = &'h (Arc<str>, HeaderText)>) -> Prepared {
-        headers
-            .into_iter()
-            .enumerate()
-            .filter_map(|(position, (name, value))| {
-                let value = match value.as_number() {
-                    Some(n) if !Arc::ptr_eq(name, &self.remaining) => number_value(position, n)?,
-                    // From a string of the exact length, the header value
-                    // takes its buffer as is (`HeaderValue::from(u64)` would
-                    // allocate and then share a buffer of its own).
-                    Some(n) => HeaderValue::try_from(HeaderText::number(n).into_string()).ok()?,
-                    None => HeaderValue::from_str(value.as_str()).ok()?,
-                };
-                let name = self.get(name)?;
-                let retry = Some(&name) == self.retry_after.as_ref();
-                Some((name, value, retry))
-            })
-            .collect()
+    /// Writes the rate-limit headers of `state` into `map` (those that do
+    /// not parse are dropped).
+    fn write(&self, map: &mut http::HeaderMap, state: &HeaderState) {
+        let settings = &self.0.settings;
+        state.for_each(settings, |position, name, value| {
+            let value = match value.as_number() {
+                // The remaining count changes on every response: no cache.
+                Some(n) if Arc::ptr_eq(name, &settings.remaining) => fresh_number(n),
+                Some(n) => number_value(position, n),
+                None => HeaderValue::from_str(value.as_str()).ok(),
+            };
+            if let (Some(name), Some(value)) = (self.get(name), value) {
+                self.insert(map, name, value);
+            }
+        });
     }
 
-    /// Parses a rejection's headers, which are text: each header value
+    /// Writes a rejection's headers, which are text: each header value
     /// takes its string's buffer as is.
-    fn prepare_owned(&self, headers: Vec<(Arc<str>, String)>) -> Prepared {
-        headers
-            .into_iter()
-            .filter_map(|(name, value)| {
-                let value = HeaderValue::try_from(value).ok()?;
-                let name = self.get(&name)?;
-                let retry = Some(&name) == self.retry_after.as_ref();
-                Some((name, value, retry))
-            })
-            .collect()
+    fn write_owned(&self, map: &mut http::HeaderMap, headers: Vec<(Arc<str>, String)>) {
+        for (name, value) in headers {
+            if let (Some(name), Ok(value)) = (self.get(&name), HeaderValue::try_from(value)) {
+                self.insert(map, name, value);
+            }
+        }
     }
 
-    fn add<'h>(&self, map: &mut http::HeaderMap, headers: impl IntoIterator<Item = &'h (Arc<str>, HeaderText)>) {
-        insert(map, self.prepare(headers));
-    }
-}
-
-/// Inserts prepared headers; a `Retry-After` the handler set stays if it
-/// names a later time.
-fn insert(map: &mut http::HeaderMap, headers: Prepared) {
-    use http::header::Entry;
-    // Through the entry, each name is hashed and looked up once, also for a
-    // `Retry-After` compared with the handler's.
-    for (name, value, retry) in headers {
+    /// Inserts one header, replacing the values the name had; a
+    /// `Retry-After` the handler set stays if it names a later time.
+    fn insert(&self, map: &mut http::HeaderMap, name: HeaderName, value: HeaderValue) {
+        use http::header::Entry;
+        // Through the entry, the name is hashed and looked up once, also
+        // for a `Retry-After` compared with the handler's.
         match map.entry(name) {
             Entry::Vacant(entry) => {
                 entry.insert(value);
             }
             Entry::Occupied(mut entry) => {
-                if retry
+                if Some(entry.key()) == self.0.retry_after.as_ref()
                     && let Ok(existing) = entry.get().to_str()
                     && let Ok(ours) = value.to_str()
                     && later_retry_after(existing, ours, std::time::SystemTime::now()) == existing
                 {
-                    continue;
+                    return;
                 }
                 // Replaces every value the name had, as `HeaderMap::insert` does.
                 entry.insert(value);
@@ -223,7 +206,7 @@ impl<S> Layer<S> for LimiterLayer {
             immediate: self.limiter.storage().immediate(),
             limiter: self.limiter.clone(),
             source: self.source,
-            names: self.names.clone(),
+            names: self.names,
         }
     }
 }
@@ -258,7 +241,7 @@ pin_project! {
     #[project = StateProj]
     enum State<F, B, E> {
         // Decided at once and allowed: the handler runs, then the headers.
-        Call { #[pin] call: F, headers: Prepared },
+        Call { #[pin] call: F, headers: Option<HeaderState>, names: HeaderNames },
         // Refused at once.
         Refused { response: Option<Response<Full<Bytes>>> },
         // A storage that waits, or limits deducted after the response.
@@ -280,11 +263,13 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
-            StateProj::Call { call, headers } => match call.poll(cx) {
+            StateProj::Call { call, headers, names } => match call.poll(cx) {
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
                 Poll::Ready(Ok(mut response)) => {
-                    insert(response.headers_mut(), std::mem::take(headers));
+                    if let Some(headers) = headers.take() {
+                        names.write(response.headers_mut(), &headers);
+                    }
                     Poll::Ready(Ok(response.map(Either::Left)))
                 }
             },
@@ -341,7 +326,7 @@ where
         // The ready service handles this request; a fresh clone waits for the next.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let names = self.names.clone();
+        let names = self.names;
         let future = Box::pin(async move {
             let (decision, head, limiter) = check.await;
             match admit(decision, head, &names) {
@@ -383,10 +368,10 @@ impl<S> LimiterService<S> {
             if !decision.limits().is_empty() {
                 parts.extensions.insert(CurrentLimits(decision.shared_limits()));
             }
-            let headers = self.names.prepare(decision.headers());
+            let headers = decision.header_state().cloned();
             drop(decision);
             let call = self.inner.call(Request::from_parts(parts, body));
-            return ResponseFuture { state: State::Call { call, headers } };
+            return ResponseFuture { state: State::Call { call, headers, names: self.names } };
         }
         let state = match admit(decision, head, &self.names) {
             Admitted::Refused { response, .. } if !deferred => State::Refused { response: Some(response) },
@@ -400,13 +385,13 @@ impl<S> LimiterService<S> {
                 }
             }
             Admitted::Proceed(parts, decision) if !deferred => {
-                let headers = self.names.prepare(decision.headers());
+                let headers = decision.header_state().cloned();
                 drop(decision);
-                State::Call { call: self.inner.call(Request::from_parts(parts, body)), headers }
+                State::Call { call: self.inner.call(Request::from_parts(parts, body)), headers, names: self.names }
             }
             Admitted::Proceed(parts, decision) => {
                 let call = self.inner.call(Request::from_parts(parts, body));
-                State::Boxed { future: Box::pin(finish(call, decision, self.limiter.clone(), self.names.clone())) }
+                State::Boxed { future: Box::pin(finish(call, decision, self.limiter.clone(), self.names)) }
             }
         };
         ResponseFuture { state }
@@ -462,7 +447,9 @@ where
             return Err(error);
         }
     };
-    names.add(response.headers_mut(), decision.headers());
+    if let Some(headers) = decision.header_state() {
+        names.write(response.headers_mut(), headers);
+    }
     limiter.after_response(&decision, ResponseInfo::new(response.status().as_u16())).await;
     Ok(response.map(Either::Left))
 }
@@ -488,7 +475,7 @@ fn render(mut rejection: Rejection, names: &HeaderNames, grpc: bool) -> Response
     let headers = std::mem::take(&mut rejection.headers);
     let body = if grpc { std::mem::take(&mut rejection.body) } else { String::new() };
     let mut response = rejection_response(rejection);
-    insert(response.headers_mut(), names.prepare_owned(headers));
+    names.write_owned(response.headers_mut(), headers);
     if grpc { grpc::into_grpc(response, &body) } else { response }
 }
 
@@ -505,23 +492,28 @@ mod tests {
     }
 
     #[test]
-    fn numbers_and_text_become_header_values() {
-        let limiter = limiter();
-        let names = HeaderNames::new(&limiter);
-        let settings = limiter.header_settings();
-        let headers = [
-            (Arc::clone(&settings.limit), HeaderText::number(10)),
-            (Arc::clone(&settings.remaining), HeaderText::number(3)),
-            (Arc::clone(&settings.retry_after), HeaderText::text("Thu, 01 Jan 1970 00:00:12 GMT")),
-        ];
+    fn the_decisions_headers_replace_stale_ones() {
+        let mut settings = HeaderSettings::default();
+        settings.enabled = true;
+        settings.retry_after_format = limiter_core::engine::RetryAfterFormat::HttpDate;
+        let limiter = Limiter::builder()
+            .headers(settings)
+            .key(limiter_core::engine::GlobalKey::default())
+            .clock(limiter_core::ManualClock::new(limiter_core::Timestamp::from_secs(12)))
+            .default_limits("10/minute")
+            .build()
+            .unwrap();
+        let (parts, ()) = Request::get("/").body(()).unwrap().into_parts();
+        let decision = limiter.check_now(&HttpRequest::new(parts, RouteSource::UriPath)).unwrap();
         let mut map = http::HeaderMap::new();
         map.append("x-ratelimit-limit", HeaderValue::from_static("stale"));
         map.append("x-ratelimit-limit", HeaderValue::from_static("staler"));
-        names.add(&mut map, &headers);
+        HeaderNames::new(&limiter).write(&mut map, decision.header_state().unwrap());
         assert_eq!(value(&map, "x-ratelimit-limit"), Some("10"));
         assert_eq!(map.get_all("x-ratelimit-limit").iter().count(), 1, "ours replaces every stale value");
-        assert_eq!(value(&map, "x-ratelimit-remaining"), Some("3"));
-        assert_eq!(value(&map, "retry-after"), Some("Thu, 01 Jan 1970 00:00:12 GMT"));
+        assert_eq!(value(&map, "x-ratelimit-remaining"), Some("9"));
+        assert_eq!(value(&map, "x-ratelimit-reset"), Some("73"), "the window opened at the first hit, 12 s");
+        assert_eq!(value(&map, "retry-after"), Some("Thu, 01 Jan 1970 00:01:13 GMT"));
     }
 
     #[test]

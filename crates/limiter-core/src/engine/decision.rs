@@ -6,7 +6,7 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 
 use super::declare::ResponseInfo;
-use super::response::{HeaderText, Headers, Rejection};
+use super::response::{HeaderSettings, HeaderState, Headers, Rejection};
 use crate::clock::Timestamp;
 use crate::limit::RateLimit;
 use crate::storage::LimitState;
@@ -52,10 +52,11 @@ pub struct RequestLimit {
     ids: Identifiers,
 }
 
-/// Identifiers as spans of one shared text.
+/// Identifiers as spans of one shared text, kept as bytes: only whole
+/// strings go in, and they are read back as text only when asked for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Identifiers {
-    text: Arc<str>,
+    text: Arc<[u8]>,
     spans: Spans,
 }
 
@@ -125,9 +126,8 @@ impl<'a> IdentifierText<'a> {
     }
 
     /// The shared text, once every limit's identifiers are in.
-    pub(crate) fn finish(&self) -> Arc<str> {
-        // Only whole strings were appended, so the text is valid UTF-8.
-        Arc::from(std::str::from_utf8(&self.text).unwrap_or_default())
+    pub(crate) fn finish(&self) -> Arc<[u8]> {
+        Arc::from(self.text.as_slice())
     }
 }
 
@@ -140,7 +140,7 @@ fn same(a: &[&str], b: &[&str]) -> bool {
 impl RequestLimit {
     pub(crate) fn new(
         limit: RateLimit,
-        text: &Arc<str>,
+        text: &Arc<[u8]>,
         spans: Spans,
         state: &LimitState,
         shared: bool,
@@ -164,7 +164,10 @@ impl RequestLimit {
             .spans
             .as_slice()
             .iter()
-            .map(|(start, end)| text.get(*start as usize..*end as usize).unwrap_or(""))
+            .map(|(start, end)| {
+                // Each span is a whole string that went in, so valid UTF-8.
+                text.get(*start as usize..*end as usize).and_then(|id| std::str::from_utf8(id).ok()).unwrap_or("")
+            })
             .collect()
     }
 
@@ -204,7 +207,8 @@ impl fmt::Debug for Deferred {
 pub struct Decision {
     verdict: Verdict,
     limits: Arc<[RequestLimit]>,
-    headers: Headers,
+    /// For an allowed request whose limiter sends headers.
+    headers: Option<HeaderState>,
     /// Boxed: allowed requests, the common case, move a smaller decision.
     rejection: Option<Box<Rejection>>,
     pub(crate) deferred: Vec<Deferred>,
@@ -215,7 +219,7 @@ impl Decision {
     pub(crate) fn new(
         verdict: Verdict,
         limits: Arc<[RequestLimit]>,
-        headers: Headers,
+        headers: Option<HeaderState>,
         rejection: Option<Rejection>,
         deferred: Vec<Deferred>,
     ) -> Self {
@@ -229,15 +233,15 @@ impl Decision {
     }
 
     pub(crate) fn exempt() -> Self {
-        Decision::new(Verdict::Exempt, no_limits(), Headers::default(), None, Vec::new())
+        Decision::new(Verdict::Exempt, no_limits(), None, None, Vec::new())
     }
 
     pub(crate) fn failed_open() -> Self {
-        Decision::new(Verdict::FailedOpen, no_limits(), Headers::default(), None, Vec::new())
+        Decision::new(Verdict::FailedOpen, no_limits(), None, None, Vec::new())
     }
 
     pub(crate) fn unavailable(rejection: Rejection) -> Self {
-        Decision::new(Verdict::Unavailable, no_limits(), Headers::default(), Some(rejection), Vec::new())
+        Decision::new(Verdict::Unavailable, no_limits(), None, Some(rejection), Vec::new())
     }
 
     /// The verdict.
@@ -269,14 +273,19 @@ impl Decision {
         self.rejection.take().map(|rejection| *rejection)
     }
 
-    /// Headers to add to the handler's response (when allowed), by name.
-    pub fn headers(&self) -> &[(Arc<str>, HeaderText)] {
-        &self.headers
+    /// The headers to add to the handler's response (when allowed), before
+    /// they are written: `None` when there are none. Adapters keep this
+    /// until the response exists and write it with
+    /// [`HeaderState::for_each`].
+    pub fn header_state(&self) -> Option<&HeaderState> {
+        self.headers.as_ref()
     }
 
-    /// Takes the headers to add to the handler's response.
-    pub fn take_headers(&mut self) -> Headers {
-        std::mem::take(&mut self.headers)
+    /// The headers to add to the handler's response (when allowed), by
+    /// name, as `settings` (the limiter's
+    /// [`header_settings`](super::Limiter::header_settings)) names them.
+    pub fn headers(&self, settings: &HeaderSettings) -> Headers {
+        self.headers.as_ref().map(|state| state.render(settings)).unwrap_or_default()
     }
 
     /// Whether some limit waits for the response to be deducted

@@ -17,8 +17,8 @@ use super::metrics;
 use super::plan::{Defaults, Plan, Plans};
 use super::request::RequestInfo;
 use super::response::{
-    Breach, HEADER_NAME_RULE, HeaderSettings, HeaderValues, Headers, Rejection, Undecided, is_header_name,
-    render_headers, too_many_requests, unavailable, wants_json,
+    Breach, HEADER_NAME_RULE, HeaderSettings, HeaderState, HeaderValues, Rejection, Undecided, is_header_name,
+    too_many_requests, unavailable, wants_json,
 };
 use super::route::{Group, Route};
 use crate::clock::{Clock, SystemClock, Timestamp};
@@ -863,7 +863,12 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
             self.push(pending, request, &shared.meta, Kind::Meta, "meta", false);
             self.push_attached_meta(pending, request, regular.iter().map(|p| p.decl));
         }
-        pending.extend(regular);
+        // Usually there are none: then the list is moved, not copied over.
+        if pending.is_empty() {
+            *pending = regular;
+        } else {
+            pending.extend(regular);
+        }
         // Shadow limits go after the enforced ones (stably), so that a
         // shadow breach never stops the storage before an enforced limit
         // is counted: the enforced limits count as if the shadow ones were
@@ -1149,24 +1154,17 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
             .or_else(|| unbreached(true, true))
             .or_else(|| unbreached(true, false))
             .or_else(|| unbreached(false, false));
-        let headers = |limited: bool| {
-            shown
-                .map(|(_, p, s)| {
-                    let values = HeaderValues {
-                        limit: p.limit,
-                        remaining: s.remaining,
-                        reset_at: s.reset_at,
-                        retry_at: s.retry_at,
-                    };
-                    let policies: SmallVec<[RateLimit; 4]> = if shared.headers.ietf {
-                        evaluated.iter().filter(|(_, p, _)| p.kind != Kind::Meta).map(|(_, p, _)| p.limit).collect()
-                    } else {
-                        SmallVec::new()
-                    };
-                    render_headers(&shared.headers, &values, &policies, limited, now)
-                })
-                .unwrap_or_default()
+        let header_state = |limited: bool| {
+            let (_, p, s) = shown?;
+            let values =
+                HeaderValues { limit: p.limit, remaining: s.remaining, reset_at: s.reset_at, retry_at: s.retry_at };
+            let policies = shared
+                .headers
+                .ietf
+                .then(|| evaluated.iter().filter(|(_, p, _)| p.kind != Kind::Meta).map(|(_, p, _)| p.limit).collect());
+            Some(HeaderState::new(values, limited, now, policies))
         };
+        let headers_on = shared.headers.enabled || shared.headers.ietf;
         let shown_limit = shown.map(|(_, p, _)| &p.limit);
         for (_, p, _) in &shadow_breaches {
             tracing::warn!(key, limit = %p.limit, route = route.unwrap_or(UNMATCHED), scope = %p.scope,
@@ -1177,7 +1175,8 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
             if shadow_breaches.is_empty() {
                 tracing::debug!(key, limits = limits.len(), "rate limit passed");
                 metrics::decision(route, shown_limit, metrics::ALLOWED);
-                return (Decision::new(Verdict::Allowed, limits, headers(false), None, deferred), None);
+                let headers = if headers_on { header_state(false) } else { None };
+                return (Decision::new(Verdict::Allowed, limits, headers, None, deferred), None);
             }
             // As enforcing would, count the breach against the meta limits,
             // but only those in shadow mode: counting it against enforced
@@ -1191,8 +1190,8 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
                 only_shadow: true,
             });
             metrics::decision(route, shown_limit, metrics::SHADOW_LIMITED);
-            let decision =
-                Decision::new(Verdict::Allowed, limits, headers(false), None, deferred).mark_shadow_limited();
+            let headers = if headers_on { header_state(false) } else { None };
+            let decision = Decision::new(Verdict::Allowed, limits, headers, None, deferred).mark_shadow_limited();
             return (decision, meta);
         }
         let mut rejection = None;
@@ -1240,9 +1239,11 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
             too_many_requests(&description, &violated, wants_json(request.header("accept")))
         });
         let mut rejection = rejection;
-        rejection.headers.extend(headers(true).into_strings());
+        if let Some(state) = header_state(true) {
+            rejection.headers.extend(state.render(&shared.headers).into_strings());
+        }
         metrics::decision(route, shown_limit, metrics::LIMITED);
-        let decision = Decision::new(Verdict::Limited, limits, Headers::default(), Some(rejection), deferred);
+        let decision = Decision::new(Verdict::Limited, limits, None, Some(rejection), deferred);
         let decision = if shadow_breaches.is_empty() { decision } else { decision.mark_shadow_limited() };
         (decision, meta)
     }

@@ -46,7 +46,8 @@ pub use key::{ExtensionKey, GlobalKey, HeaderKey, KeyError, KeyExtractor, PeerIp
 pub use limiter::{InlineLimit, Limiter, LimiterBuilder, Sleeper};
 pub use request::RequestInfo;
 pub use response::{
-    Breach, HeaderSettings, HeaderText, Headers, HeadersIntoIter, Rejection, RetryAfterFormat, later_retry_after,
+    Breach, HeaderSettings, HeaderState, HeaderText, Headers, HeadersIntoIter, Rejection, RetryAfterFormat,
+    later_retry_after,
 };
 pub use route::{Exemption, Group, Route};
 pub use table::{DefaultsRule, GroupInfo, KeyedLimit, LimitInfo, LimitTable, Origin, RouteInfo};

@@ -272,8 +272,7 @@ impl PartialEq<&str> for HeaderText {
 }
 
 /// The rate-limit headers of one response, by name, in order: what
-/// [`Decision::take_headers`](super::Decision::take_headers) hands to the
-/// adapters. Up to four are kept inline (Flask-Limiter's four headers), so
+/// [`Decision::headers`](super::Decision::headers) renders. Up to four are kept inline (Flask-Limiter's four headers), so
 /// that the common case allocates nothing.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Headers(SmallVec<[(Arc<str>, HeaderText); 4]>);
@@ -323,7 +322,7 @@ impl Iterator for HeadersIntoIter {
 }
 
 /// What the headers show of one limit.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct HeaderValues {
     pub(crate) limit: RateLimit,
     pub(crate) remaining: u64,
@@ -332,55 +331,91 @@ pub(crate) struct HeaderValues {
     pub(crate) retry_at: Option<Timestamp>,
 }
 
-/// The rate-limit headers for one response.
-pub(crate) fn render_headers(
-    settings: &HeaderSettings,
-    shown: &HeaderValues,
-    policies: &[RateLimit],
+/// The rate-limit headers of a response before they are written: the limit
+/// they describe, its state, and the time of the decision. A decision
+/// carries this rather than the rendered headers, so that an adapter can
+/// keep it cheaply until the response exists and then write each header
+/// straight into the response ([`for_each`](Self::for_each)) with names it
+/// parsed once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaderState {
+    shown: HeaderValues,
     limited: bool,
     now: Timestamp,
-) -> Headers {
-    let mut headers = Headers::default();
-    // Flask-Limiter: X-RateLimit-Reset is int(reset_time + 1).
-    let reset_header = shown.reset_at.as_secs() + 1;
-    if settings.enabled {
-        headers.push(&settings.limit, HeaderText::number(shown.limit.amount()));
-        headers.push(&settings.remaining, HeaderText::number(shown.remaining));
-        headers.push(&settings.reset, HeaderText::number(reset_header));
-        let retry_at = match (limited, shown.retry_at) {
-            (true, Some(at)) => at,
-            _ => Timestamp::from_secs(reset_header),
-        };
-        let value = match settings.retry_after_format {
-            // A date has whole seconds: a 429's is rounded up (and is at
-            // least a second away), so that it never names a time the
-            // request would still be refused at.
-            RetryAfterFormat::HttpDate if limited => {
-                let at = retry_at.as_secs_ceil().max(now.as_secs() + 1);
-                HeaderText::text(http_date(Timestamp::from_secs(at)))
-            }
-            RetryAfterFormat::HttpDate => HeaderText::text(http_date(retry_at)),
-            // A 429 never says 0; elsewhere Flask-Limiter's int(reset - now).
-            RetryAfterFormat::DeltaSeconds if limited => HeaderText::number(retry_seconds(retry_at, now)),
-            RetryAfterFormat::DeltaSeconds => HeaderText::number(retry_at.saturating_duration_since(now).as_secs()),
-        };
-        headers.push(&settings.retry_after, value);
+    /// The limits the IETF policy field lists, when those fields are on.
+    policies: Option<Arc<[RateLimit]>>,
+}
+
+impl HeaderState {
+    pub(crate) fn new(shown: HeaderValues, limited: bool, now: Timestamp, policies: Option<Arc<[RateLimit]>>) -> Self {
+        HeaderState { shown, limited, now, policies }
     }
-    if settings.ietf {
-        let policy = policies.iter().map(|l| format!("\"{}\";q={};w={}", policy_name(l), l.amount(), l.window_secs()));
-        headers.push(&settings.ietf_policy, HeaderText::text(policy.collect::<Vec<_>>().join(", ")));
-        let until = match (limited, shown.retry_at) {
-            (true, Some(at)) => retry_seconds(at, now),
-            _ => {
-                shown.reset_at.saturating_duration_since(now).as_nanos().div_ceil(1_000_000_000).try_into().unwrap_or(0)
-            }
+
+    /// Writes each header `settings` enables, in order: the limit,
+    /// remaining hits, reset time and `Retry-After`, then the IETF fields.
+    /// `write` gets the header's position (0 for the first), its name
+    /// (one of `settings`' own `Arc`s, to compare by address) and its value.
+    pub fn for_each(&self, settings: &HeaderSettings, mut write: impl FnMut(usize, &Arc<str>, HeaderText)) {
+        let shown = &self.shown;
+        let (limited, now) = (self.limited, self.now);
+        let mut position = 0;
+        let mut emit = |name: &Arc<str>, value: HeaderText| {
+            write(position, name, value);
+            position += 1;
         };
-        headers.push(
-            &settings.ietf_state,
-            HeaderText::text(format!("\"{}\";r={};t={until}", policy_name(&shown.limit), shown.remaining)),
-        );
+        // Flask-Limiter: X-RateLimit-Reset is int(reset_time + 1).
+        let reset_header = shown.reset_at.as_secs() + 1;
+        if settings.enabled {
+            emit(&settings.limit, HeaderText::number(shown.limit.amount()));
+            emit(&settings.remaining, HeaderText::number(shown.remaining));
+            emit(&settings.reset, HeaderText::number(reset_header));
+            let retry_at = match (limited, shown.retry_at) {
+                (true, Some(at)) => at,
+                _ => Timestamp::from_secs(reset_header),
+            };
+            let value = match settings.retry_after_format {
+                // A date has whole seconds: a 429's is rounded up (and is at
+                // least a second away), so that it never names a time the
+                // request would still be refused at.
+                RetryAfterFormat::HttpDate if limited => {
+                    let at = retry_at.as_secs_ceil().max(now.as_secs() + 1);
+                    HeaderText::text(http_date(Timestamp::from_secs(at)))
+                }
+                RetryAfterFormat::HttpDate => HeaderText::text(http_date(retry_at)),
+                // A 429 never says 0; elsewhere Flask-Limiter's int(reset - now).
+                RetryAfterFormat::DeltaSeconds if limited => HeaderText::number(retry_seconds(retry_at, now)),
+                RetryAfterFormat::DeltaSeconds => HeaderText::number(retry_at.saturating_duration_since(now).as_secs()),
+            };
+            emit(&settings.retry_after, value);
+        }
+        if settings.ietf {
+            let policies = self.policies.as_deref().unwrap_or_default();
+            let policy =
+                policies.iter().map(|l| format!("\"{}\";q={};w={}", policy_name(l), l.amount(), l.window_secs()));
+            emit(&settings.ietf_policy, HeaderText::text(policy.collect::<Vec<_>>().join(", ")));
+            let until = match (limited, shown.retry_at) {
+                (true, Some(at)) => retry_seconds(at, now),
+                _ => shown
+                    .reset_at
+                    .saturating_duration_since(now)
+                    .as_nanos()
+                    .div_ceil(1_000_000_000)
+                    .try_into()
+                    .unwrap_or(0),
+            };
+            emit(
+                &settings.ietf_state,
+                HeaderText::text(format!("\"{}\";r={};t={until}", policy_name(&shown.limit), shown.remaining)),
+            );
+        }
     }
-    headers
+
+    /// The headers `settings` enables, rendered.
+    pub fn render(&self, settings: &HeaderSettings) -> Headers {
+        let mut headers = Headers::default();
+        self.for_each(settings, |_, name, value| headers.push(name, value));
+        headers
+    }
 }
 
 /// A policy name for the IETF fields: the limit in a token-safe spelling.
@@ -491,7 +526,7 @@ mod tests {
             reset_at: Timestamp::from_nanos(1_000_000_060_500_000_000),
             retry_at: None,
         };
-        let h = render_headers(&settings, &shown, &[limit], false, now);
+        let h = HeaderState::new(shown, false, now, Some(Arc::from([limit]))).render(&settings);
         assert_eq!(find(&h, "X-RateLimit-Limit"), Some("2"));
         assert_eq!(find(&h, "X-RateLimit-Remaining"), Some("1"));
         assert_eq!(find(&h, "X-RateLimit-Reset"), Some("1000000061"));
@@ -510,20 +545,20 @@ mod tests {
             reset_at: Timestamp::from_nanos(10_000_000_001),
             retry_at: Some(Timestamp::from_nanos(10_000_000_001)),
         };
-        let h = render_headers(&settings, &soon, &[limit], true, now);
+        let h = HeaderState::new(soon, true, now, Some(Arc::from([limit]))).render(&settings);
         assert_eq!(find(&h, "Retry-After"), Some("1"));
         assert_eq!(find(&h, "RateLimit"), Some("\"1-per-1-second\";r=0;t=1"));
         assert_eq!(find(&h, "RateLimit-Policy"), Some("\"1-per-1-second\";q=1;w=1"));
         let later = HeaderValues { retry_at: Some(Timestamp::from_nanos(12_100_000_000)), ..soon };
-        let h = render_headers(&settings, &later, &[limit], true, now);
+        let h = HeaderState::new(later, true, now, Some(Arc::from([limit]))).render(&settings);
         assert_eq!(find(&h, "Retry-After"), Some("3"));
         let date = HeaderSettings { retry_after_format: RetryAfterFormat::HttpDate, ..settings };
-        let h = render_headers(&date, &later, &[limit], true, now);
+        let h = HeaderState::new(later, true, now, Some(Arc::from([limit]))).render(&date);
         assert_eq!(find(&h, "Retry-After"), Some("Thu, 01 Jan 1970 00:00:13 GMT"), "12.1 s, rounded up");
-        let h = render_headers(&date, &soon, &[limit], true, now);
+        let h = HeaderState::new(soon, true, now, Some(Arc::from([limit]))).render(&date);
         assert_eq!(find(&h, "Retry-After"), Some("Thu, 01 Jan 1970 00:00:11 GMT"), "10.000000001 s, rounded up");
         let past = HeaderValues { retry_at: Some(Timestamp::from_nanos(9_000_000_000)), ..soon };
-        let h = render_headers(&date, &past, &[limit], true, now);
+        let h = HeaderState::new(past, true, now, Some(Arc::from([limit]))).render(&date);
         assert_eq!(find(&h, "Retry-After"), Some("Thu, 01 Jan 1970 00:00:11 GMT"), "never before a second from now");
     }
 

@@ -66,8 +66,9 @@ fn check(limiter: &Limiter<Request>, request: &Request) -> Decision {
     block_on(limiter.check(request))
 }
 
-fn header<'d>(decision: &'d Decision, name: &str) -> Option<&'d str> {
-    decision.headers().iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+fn header(limiter: &Limiter<Request>, decision: &Decision, name: &str) -> Option<String> {
+    let headers = decision.headers(limiter.header_settings());
+    headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.to_string())
 }
 
 fn remaining(decision: &Decision, limit: &str) -> u64 {
@@ -98,8 +99,8 @@ fn a_shadow_limit_records_breaches_but_never_refuses() {
         let shadow = d.limits().iter().find(|l| l.shadow).unwrap();
         assert!(shadow.breached);
         // The headers describe the shadow limit as enforcing it would.
-        assert_eq!(header(&d, "X-RateLimit-Limit"), Some("2"));
-        assert_eq!(header(&d, "X-RateLimit-Remaining"), Some("0"));
+        assert_eq!(header(&limiter, &d, "X-RateLimit-Limit").as_deref(), Some("2"));
+        assert_eq!(header(&limiter, &d, "X-RateLimit-Remaining").as_deref(), Some("0"));
         assert_eq!(remaining(&d, "5 per minute"), 5 - n, "the enforced limit counts every request");
     }
     let sixth = check(&limiter, &get("/search"));
@@ -192,8 +193,11 @@ fn global_shadow_mode_refuses_nothing_and_calls_no_breach_hook() {
         assert_eq!(d.verdict(), Verdict::Allowed);
         assert!(d.is_allowed() && d.rejection().is_none());
         assert!(d.shadow_limited());
-        assert_eq!(header(&d, "X-RateLimit-Remaining"), Some("0"));
-        assert_eq!(header(&d, "X-RateLimit-Reset"), Some((START.as_secs() + 86_400 + 1).to_string().as_str()));
+        assert_eq!(header(&limiter, &d, "X-RateLimit-Remaining").as_deref(), Some("0"));
+        assert_eq!(
+            header(&limiter, &d, "X-RateLimit-Reset").as_deref(),
+            Some((START.as_secs() + 86_400 + 1).to_string().as_str())
+        );
     }
     assert_eq!(hooks.load(Ordering::Relaxed), 0, "a hook's answer would refuse the request");
     // Another client is counted on its own.
@@ -713,7 +717,7 @@ mod immediate {
         let limiter = b.storage(Now::default()).default_limits("2/minute").build().unwrap();
         let first = limiter.check_now(&get("/a")).unwrap();
         assert_eq!(first.verdict(), Verdict::Allowed);
-        assert_eq!(header(&first, "X-RateLimit-Remaining"), Some("1"));
+        assert_eq!(header(&limiter, &first, "X-RateLimit-Remaining").as_deref(), Some("1"));
         assert_eq!(first.limits()[0].storage_key(), "LIMITER/127.0.0.1//a/2/1/minute");
         assert_eq!(check(&limiter, &get("/a")).verdict(), Verdict::Allowed);
         let third = limiter.check_now(&get("/a")).unwrap();
@@ -795,7 +799,7 @@ mod flask_parity {
         let (b, _) = builder();
         let limiter = b.application_limits("10/second").default_limits("100/hour").build().unwrap();
         let d = check(&limiter, &get("/x"));
-        assert_eq!(header(&d, "X-RateLimit-Limit"), Some("100"));
+        assert_eq!(header(&limiter, &d, "X-RateLimit-Limit").as_deref(), Some("100"));
         let app = d.limits().iter().find(|l| l.limit == crate::parse("10/second").unwrap()).unwrap();
         assert!(app.shared, "ApplicationLimit is always shared");
         assert_eq!(d.current_limit().map(|l| l.limit.amount()), Some(100));
@@ -897,7 +901,7 @@ mod flask_parity {
         let limiter =
             b.application_limits("1/day").route(Route::new("r").path("/r").limit("1/second")).build().unwrap();
         let first = check(&limiter, &get("/r"));
-        assert_eq!(header(&first, "X-RateLimit-Limit"), Some("1"));
+        assert_eq!(header(&limiter, &first, "X-RateLimit-Limit").as_deref(), Some("1"));
         assert_eq!(first.current_limit().map(|l| l.limit.amount()), Some(1));
         let second = check(&limiter, &get("/r"));
         assert_eq!(body(&second), "Rate limit exceeded: 1 per 1 day");
@@ -946,8 +950,8 @@ mod flask_parity {
             .unwrap();
         let d = check(&limiter, &get("/r"));
         assert_eq!(d.verdict(), Verdict::Allowed);
-        assert_eq!(header(&d, "X-RateLimit-Limit"), Some("100"));
-        assert_eq!(header(&d, "X-RateLimit-Remaining"), Some("99"));
+        assert_eq!(header(&limiter, &d, "X-RateLimit-Limit").as_deref(), Some("100"));
+        assert_eq!(header(&limiter, &d, "X-RateLimit-Remaining").as_deref(), Some("99"));
         // exempt_when does not bring them back.
         let (b, _) = builder();
         let limiter = b
@@ -1013,7 +1017,7 @@ mod flask_parity {
             .unwrap();
         let first = check(&limiter, &get("/r"));
         assert_eq!(first.limits().len(), 1, "only 2/minute is counted");
-        assert_eq!(header(&first, "X-RateLimit-Limit"), Some("2"));
+        assert_eq!(header(&limiter, &first, "X-RateLimit-Limit").as_deref(), Some("2"));
         assert!(check(&limiter, &get("/r")).is_allowed(), "1/minute was skipped");
         assert_eq!(check(&limiter, &get("/r")).verdict(), Verdict::Limited);
         // The limiter's own key empty: no limit is counted.
