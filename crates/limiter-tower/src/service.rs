@@ -365,11 +365,11 @@ impl<S> LimiterService<S> {
         // through: the request head and the decision are moved no further.
         if !deferred && decision.is_allowed() {
             let mut parts = head.into_parts();
-            if !decision.limits().is_empty() {
-                parts.extensions.insert(CurrentLimits(decision.shared_limits()));
-            }
             let headers = decision.header_state().cloned();
-            drop(decision);
+            let limits = decision.into_shared_limits();
+            if !limits.is_empty() {
+                parts.extensions.insert(CurrentLimits(limits));
+            }
             let call = self.inner.call(Request::from_parts(parts, body));
             return ResponseFuture { state: State::Call { call, headers, names: self.names } };
         }

@@ -309,6 +309,12 @@ impl Decision {
         Arc::clone(&self.limits)
     }
 
+    /// The evaluated limits, taken from the decision: what adapters hand to
+    /// request handlers once the decision is no longer needed.
+    pub fn into_shared_limits(self) -> Arc<[RequestLimit]> {
+        self.limits
+    }
+
     /// The limit the headers describe (`current_limit`); see [`current_limit`].
     pub fn current_limit(&self) -> Option<&RequestLimit> {
         current_limit(&self.limits)
