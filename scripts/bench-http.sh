@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The axum hello-world bare, behind limiter's layer, and behind
 # tower_governor, loaded with wrk in one run, one server at a time, each
-# measured in alternation ROUNDS times; prints requests/s and ratios.
+# measured in alternation ROUNDS times; prints requests/s, each round's
+# ratios and their median.
 #
 # Usage: scripts/bench-http.sh [allow|deny] [ROUNDS] [SECONDS]
 # Needs wrk (apt-get install wrk). Loopback only; every run is bounded.
@@ -32,21 +33,34 @@ run() { # mode port -> requests/s
   echo "$rps"
 }
 
-declare -A total
 port=18080
 echo "path=$path rounds=$rounds seconds=$secs connections=$connections wrk -t1"
+results=$(mktemp)
 for round in $(seq "$rounds"); do
   for mode in bare limiter governor; do
     port=$((port + 1))
     rps=$(run "$mode" "$port")
     echo "round $round $mode: $rps req/s"
-    total[$mode]=$(python3 -c "print(${total[$mode]:-0} + $rps)")
+    echo "$round $mode $rps" >>"$results"
   done
 done
-python3 - "${total[bare]}" "${total[limiter]}" "${total[governor]}" "$rounds" <<'PY'
-import sys
-bare, lim, gov, n = (float(x) for x in sys.argv[1:5])
-bare, lim, gov = bare / n, lim / n, gov / n
-print(f"mean req/s: bare {bare:.0f}, limiter {lim:.0f}, tower_governor {gov:.0f}")
-print(f"limiter / bare = {lim / bare:.3f}; limiter / tower_governor = {lim / gov:.3f}; tower_governor / bare = {gov / bare:.3f}")
+# The machine's speed drifts from one round to the next (a shared VM):
+# the three modes of a round ran within seconds of each other, so each
+# round's own ratios are compared, and their median is the figure.
+python3 - "$results" <<'PY'
+import statistics, sys
+rounds = {}
+for line in open(sys.argv[1]):
+    r, mode, rps = line.split()
+    rounds.setdefault(r, {})[mode] = float(rps)
+mean = {m: statistics.mean(x[m] for x in rounds.values()) for m in ("bare", "limiter", "governor")}
+print(f"mean req/s: bare {mean['bare']:.0f}, limiter {mean['limiter']:.0f}, tower_governor {mean['governor']:.0f}")
+lb = [x["limiter"] / x["bare"] for x in rounds.values()]
+lg = [x["limiter"] / x["governor"] for x in rounds.values()]
+gb = [x["governor"] / x["bare"] for x in rounds.values()]
+print("per-round limiter / bare: " + " ".join(f"{v:.3f}" for v in lb))
+print("per-round limiter / tower_governor: " + " ".join(f"{v:.3f}" for v in lg))
+print(f"median of the rounds: limiter / bare = {statistics.median(lb):.3f}; "
+      f"limiter / tower_governor = {statistics.median(lg):.3f}; tower_governor / bare = {statistics.median(gb):.3f}")
 PY
+rm -f "$results"
