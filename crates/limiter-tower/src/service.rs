@@ -111,7 +111,14 @@ impl HeaderNames {
         if let Some(names) = interned.iter().find(|names| names.settings == *settings) {
             return HeaderNames(names);
         }
-        let parse = |name: &Arc<str>| HeaderName::try_from(&**name).ok();
+        // A name parsed from text shares its bytes through a reference count
+        // that every worker thread would touch per response; the same name
+        // made from a `'static` text (leaked with the rest of these) has none.
+        let parse = |name: &Arc<str>| {
+            let parsed = HeaderName::try_from(&**name).ok()?;
+            let text: &'static str = Box::leak(parsed.as_str().to_owned().into_boxed_str());
+            Some(HeaderName::from_static(text))
+        };
         let names: &'static ParsedNames = Box::leak(Box::new(ParsedNames {
             settings: settings.clone(),
             parsed: settings.names().map(parse),
