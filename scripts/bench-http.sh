@@ -36,6 +36,7 @@ run() { # mode port -> requests/s
 port=18080
 echo "path=$path rounds=$rounds seconds=$secs connections=$connections wrk -t1"
 results=$(mktemp)
+trap 'rm -f "$results"' EXIT
 for round in $(seq "$rounds"); do
   for mode in bare limiter governor; do
     port=$((port + 1))
@@ -63,4 +64,3 @@ print("per-round limiter / tower_governor: " + " ".join(f"{v:.3f}" for v in lg))
 print(f"median of the rounds: limiter / bare = {statistics.median(lb):.3f}; "
       f"limiter / tower_governor = {statistics.median(lg):.3f}; tower_governor / bare = {statistics.median(gb):.3f}")
 PY
-rm -f "$results"

@@ -128,10 +128,11 @@ impl HeaderNames {
         HeaderNames(names)
     }
 
-    /// A name the settings hold, found by address; any other, parsed.
+    /// A name the settings hold, found by address (or, for another limiter
+    /// with equal settings sharing these, by value); any other, parsed.
     fn get(&self, name: &Arc<str>) -> Option<HeaderName> {
         let names = &self.0;
-        match names.settings.names().iter().position(|known| Arc::ptr_eq(known, name)) {
+        match names.settings.names().iter().position(|known| Arc::ptr_eq(known, name) || ***known == **name) {
             Some(i) => names.parsed.get(i).cloned().flatten(),
             None => HeaderName::try_from(&**name).ok(),
         }
@@ -146,7 +147,8 @@ impl HeaderNames {
                 // The remaining count changes on every response: no cache.
                 Some(n) if Arc::ptr_eq(name, &settings.remaining) => fresh_number(n),
                 Some(n) => number_value(position, n),
-                None => HeaderValue::from_str(value.as_str()).ok(),
+                // Text (a date, the IETF fields): its buffer is taken as is.
+                None => HeaderValue::try_from(value.into_string()).ok(),
             };
             if let (Some(name), Some(value)) = (self.get(name), value) {
                 self.insert(map, name, value);
@@ -356,7 +358,7 @@ impl<S> LimiterService<S> {
     /// response (`deduct_when`) need a boxed future.
     fn decided<ReqBody, ResBody>(
         &mut self,
-        decision: Decision,
+        mut decision: Decision,
         head: HttpRequest,
         body: ReqBody,
     ) -> ResponseFuture<S::Future, ResBody, S::Error>
@@ -372,7 +374,7 @@ impl<S> LimiterService<S> {
         // through: the request head and the decision are moved no further.
         if !deferred && decision.is_allowed() {
             let mut parts = head.into_parts();
-            let headers = decision.header_state().cloned();
+            let headers = decision.take_header_state();
             let limits = decision.into_shared_limits();
             if !limits.is_empty() {
                 parts.extensions.insert(CurrentLimits(limits));
@@ -391,8 +393,8 @@ impl<S> LimiterService<S> {
                     }),
                 }
             }
-            Admitted::Proceed(parts, decision) if !deferred => {
-                let headers = decision.header_state().cloned();
+            Admitted::Proceed(parts, mut decision) if !deferred => {
+                let headers = decision.take_header_state();
                 drop(decision);
                 State::Call { call: self.inner.call(Request::from_parts(parts, body)), headers, names: self.names }
             }

@@ -1998,6 +1998,8 @@ mod tests {
         assert!(header(&limiter, &first, "RateLimit-Policy").is_some());
         let keys: Vec<String> = first.limits().iter().map(|l| l.identifiers().join("/")).collect();
         assert_eq!(keys, ["svc/10.0.0.1//items:GET", "svc/10.0.0.1/global"], "per method, then global");
+        let shown = format!("{:?}", first.limits()[1]);
+        assert!(shown.contains(r#"["svc", "10.0.0.1", "global"]"#), "identifiers shown as text: {shown}");
         let daily = first.limits().iter().find(|l| l.identifiers().last().copied() == Some("global"));
         assert_eq!(daily.map(|l| l.remaining), Some(90), "application cost 10");
 

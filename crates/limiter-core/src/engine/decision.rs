@@ -54,10 +54,30 @@ pub struct RequestLimit {
 
 /// Identifiers as spans of one shared text, kept as bytes: only whole
 /// strings go in, and they are read back as text only when asked for.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub(crate) struct Identifiers {
     text: Arc<[u8]>,
     spans: Spans,
+}
+
+impl Identifiers {
+    fn get(&self) -> Vec<&str> {
+        let text = &*self.text;
+        self.spans
+            .as_slice()
+            .iter()
+            .map(|(start, end)| {
+                // Each span is a whole string that went in, so valid UTF-8.
+                text.get(*start as usize..*end as usize).and_then(|id| std::str::from_utf8(id).ok()).unwrap_or("")
+            })
+            .collect()
+    }
+}
+
+impl fmt::Debug for Identifiers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.get()).finish()
+    }
 }
 
 /// Where a limit's identifiers (at most three) are in the shared text.
@@ -159,16 +179,7 @@ impl RequestLimit {
 
     /// The identifiers of its storage key: `[prefix,] client, scope`.
     pub fn identifiers(&self) -> Vec<&str> {
-        let text = &*self.ids.text;
-        self.ids
-            .spans
-            .as_slice()
-            .iter()
-            .map(|(start, end)| {
-                // Each span is a whole string that went in, so valid UTF-8.
-                text.get(*start as usize..*end as usize).and_then(|id| std::str::from_utf8(id).ok()).unwrap_or("")
-            })
-            .collect()
+        self.ids.get()
     }
 
     /// The full storage key, as `limits` writes it.
@@ -279,6 +290,11 @@ impl Decision {
     /// [`HeaderState::for_each`].
     pub fn header_state(&self) -> Option<&HeaderState> {
         self.headers.as_ref()
+    }
+
+    /// Takes the [`header_state`](Self::header_state) out of the decision.
+    pub fn take_header_state(&mut self) -> Option<HeaderState> {
+        self.headers.take()
     }
 
     /// The headers to add to the handler's response (when allowed), by

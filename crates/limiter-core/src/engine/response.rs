@@ -272,8 +272,9 @@ impl PartialEq<&str> for HeaderText {
 }
 
 /// The rate-limit headers of one response, by name, in order: what
-/// [`Decision::headers`](super::Decision::headers) renders. Up to four are kept inline (Flask-Limiter's four headers), so
-/// that the common case allocates nothing.
+/// [`Decision::headers`](super::Decision::headers) renders. Up to four are
+/// kept inline (Flask-Limiter's four headers), so that the common case
+/// allocates nothing.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Headers(SmallVec<[(Arc<str>, HeaderText); 4]>);
 
@@ -337,6 +338,12 @@ pub(crate) struct HeaderValues {
 /// keep it cheaply until the response exists and then write each header
 /// straight into the response ([`for_each`](Self::for_each)) with names it
 /// parsed once.
+///
+/// Write it with the deciding limiter's own
+/// [`header_settings`](super::Limiter::header_settings): the state holds
+/// what those settings asked for (the IETF policy list only when the IETF
+/// fields are on), and other settings would name or fill the headers
+/// differently.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeaderState {
     shown: HeaderValues,
@@ -410,7 +417,7 @@ impl HeaderState {
         }
     }
 
-    /// The headers `settings` enables, rendered.
+    /// The headers `settings` (the deciding limiter's) enables, rendered.
     pub fn render(&self, settings: &HeaderSettings) -> Headers {
         let mut headers = Headers::default();
         self.for_each(settings, |_, name, value| headers.push(name, value));
