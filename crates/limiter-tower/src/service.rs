@@ -132,7 +132,9 @@ impl HeaderNames {
     /// with equal settings sharing these, by value); any other, parsed.
     fn get(&self, name: &Arc<str>) -> Option<HeaderName> {
         let names = &self.0;
-        match names.settings.names().iter().position(|known| Arc::ptr_eq(known, name) || ***known == **name) {
+        let known = names.settings.names();
+        let by_address = known.iter().position(|known| Arc::ptr_eq(known, name));
+        match by_address.or_else(|| known.iter().position(|known| ***known == **name)) {
             Some(i) => names.parsed.get(i).cloned().flatten(),
             None => HeaderName::try_from(&**name).ok(),
         }
