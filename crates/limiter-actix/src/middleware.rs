@@ -134,7 +134,7 @@ where
             let mut decision = limiter.check(&view).await;
             drop(view);
             if let Some(rejection) = decision.take_rejection() {
-                let response = render_rejection(rejection, &limiter.header_settings().retry_after);
+                let response = rejection_response(rejection);
                 limiter.after_response(&decision, ResponseInfo::new(response.status().as_u16())).await;
                 return Ok(request.into_response(response).map_into_right_body());
             }
@@ -143,10 +143,13 @@ where
             }
             match service.call(request).await {
                 Ok(mut response) => {
-                    let settings = limiter.header_settings();
-                    let headers = decision.headers(settings);
-                    let headers = headers.iter().map(|(name, value)| (name, value.as_str()));
-                    add_headers(response.headers_mut(), headers, &settings.retry_after);
+                    if let Some(state) = decision.header_state() {
+                        let settings = limiter.header_settings();
+                        let headers = response.headers_mut();
+                        state.for_each(settings, |_, name, value| {
+                            add_header(headers, name, &value.into_string(), &settings.retry_after);
+                        });
+                    }
                     limiter.after_response(&decision, ResponseInfo::new(response.status().as_u16())).await;
                     Ok(response.map_into_left_body())
                 }
@@ -162,39 +165,36 @@ where
     }
 }
 
-fn add_headers<'h>(map: &mut HeaderMap, headers: impl IntoIterator<Item = (&'h Arc<str>, &'h str)>, retry_after: &str) {
-    for (name, value) in headers {
-        let Ok(header) = HeaderName::try_from(&**name) else { continue };
-        // A Retry-After the handler set stays if it names a later time.
-        if name.eq_ignore_ascii_case(retry_after)
-            && let Some(existing) = map.get(&header).and_then(|v| v.to_str().ok())
-            && limiter_core::engine::later_retry_after(existing, value, std::time::SystemTime::now()) == existing
-        {
-            continue;
-        }
-        if let Ok(value) = HeaderValue::try_from(value) {
-            map.insert(header, value);
-        }
+/// Adds one of the limiter's headers to the handler's response; a
+/// `Retry-After` the handler set stays if it names a later time.
+fn add_header(map: &mut HeaderMap, name: &Arc<str>, value: &str, retry_after: &str) {
+    let Ok(header) = HeaderName::try_from(&**name) else { return };
+    if name.eq_ignore_ascii_case(retry_after)
+        && let Some(existing) = map.get(&header).and_then(|v| v.to_str().ok())
+        && limiter_core::engine::later_retry_after(existing, value, std::time::SystemTime::now()) == existing
+    {
+        return;
+    }
+    if let Ok(value) = HeaderValue::try_from(value) {
+        map.insert(header, value);
     }
 }
 
 /// Renders the limiter's rejection (a 429, a 503, or what a breach hook
-/// chose) as an actix response. When a breach hook's response has its own
-/// `Retry-After`, the later of it and the limiter's is kept; a limiter
-/// that renames `Retry-After` does this through the middleware.
+/// chose) as an actix response. A breach hook's own headers come first and
+/// the limiter's after them, replacing any of the same name (the limiter
+/// already left out its `Retry-After` where the hook's names a later time).
 pub fn rejection_response(rejection: Rejection) -> HttpResponse<BoxBody> {
-    render_rejection(rejection, "Retry-After")
-}
-
-/// [`rejection_response`], with the limiter's name for `Retry-After`.
-fn render_rejection(rejection: Rejection, retry_after: &str) -> HttpResponse<BoxBody> {
     let status = StatusCode::from_u16(rejection.status).unwrap_or(StatusCode::TOO_MANY_REQUESTS);
     let mut response = HttpResponse::with_body(status, rejection.body).map_into_boxed_body();
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::try_from(rejection.content_type) {
         headers.insert(CONTENT_TYPE, value);
     }
-    // A breach hook's own headers come first, the limiter's after them.
-    add_headers(headers, rejection.headers.iter().map(|(name, value)| (name, value.as_str())), retry_after);
+    for (name, value) in rejection.headers {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(&*name), HeaderValue::try_from(value)) {
+            headers.insert(name, value);
+        }
+    }
     response
 }

@@ -10,7 +10,7 @@ use limiter_core::storage::{Action, Batch, LimitState, Outcome};
 use limiter_core::{RateLimit, StorageError, StorageErrorKind, Timestamp};
 
 use crate::NAME;
-use crate::modes::{Seen, consumes, plan};
+use crate::modes::{Seen, allows, consumes, plan};
 use crate::protocol::{Exptime, Meta, Reply};
 use crate::servers::Servers;
 
@@ -171,9 +171,7 @@ pub(crate) async fn decide(servers: &Servers, batch: &Batch<'_>) -> Result<Outco
         let count = count(reply)?;
         let meta = reply.meta().unwrap_or_default();
         let amount = item.limit.amount();
-        // Saturating: another client may have left a count near `u64::MAX`.
-        let allowed =
-            if *hit { count <= amount } else { item.cost <= amount && count.saturating_add(item.cost) <= amount };
+        let allowed = allows(*hit, count, item.cost, amount);
         let exptime = Exptime::after(item.limit.window_secs(), now);
         // Only the hit that created the counter writes the expiry `limits`
         // reads for its reset time (without waiting for it): its count is

@@ -28,6 +28,13 @@ pub(crate) struct Plan {
     pub(crate) undo: Vec<bool>,
 }
 
+/// Whether an item is allowed, from the count the server holds: a hit's
+/// count already includes it (and every concurrent hit); a test adds its
+/// cost. Saturating: another client may have left a count near `u64::MAX`.
+pub(crate) fn allows(hit: bool, count: u64, cost: u64, amount: u64) -> bool {
+    if hit { count <= amount } else { cost <= amount && count.saturating_add(cost) <= amount }
+}
+
 /// Whether a batch in `mode` increments its hit items (every mode but
 /// [`Mode::Peek`]).
 pub(crate) fn consumes(mode: Mode) -> bool {

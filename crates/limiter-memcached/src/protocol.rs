@@ -174,7 +174,7 @@ fn push_key(out: &mut Vec<u8>, key: &str) -> Result<bool, KeyTooLong> {
         if encoded > MAX_KEY_LEN {
             return Err(KeyTooLong { len: key.len(), encoded: Some(encoded) });
         }
-        base64(key.as_bytes(), out);
+        base64(key.as_bytes(), encoded, out);
         Ok(true)
     }
 }
@@ -217,12 +217,11 @@ impl Exptime {
 }
 
 /// Standard base64 with padding, as memcached's `b` flag expects,
-/// appended to `out` without an intermediate string.
-fn base64(input: &[u8], out: &mut Vec<u8>) {
+/// appended to `out` without an intermediate string; `len` is its encoded
+/// length (`base64::encoded_len`).
+fn base64(input: &[u8], len: usize, out: &mut Vec<u8>) {
     use base64::Engine as _;
     let start = out.len();
-    // A key is at most a few hundred bytes: its encoded length cannot overflow.
-    let len = base64::encoded_len(input.len(), true).unwrap_or_default();
     out.resize(start + len, 0);
     if let Some(tail) = out.get_mut(start..) {
         let written = base64::engine::general_purpose::STANDARD.encode_slice(input, tail).unwrap_or_default();
@@ -445,7 +444,7 @@ mod tests {
     fn base64_pads() {
         for (input, expected) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg==")] {
             let mut out = Vec::new();
-            base64(input.as_bytes(), &mut out);
+            base64(input.as_bytes(), base64::encoded_len(input.len(), true).unwrap(), &mut out);
             assert_eq!(String::from_utf8(out).unwrap(), expected);
         }
     }

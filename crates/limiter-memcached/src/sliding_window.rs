@@ -10,7 +10,7 @@ use limiter_core::strategy::sliding_window_state;
 use limiter_core::{RateLimit, StorageError, StorageErrorKind, Timestamp};
 
 use crate::NAME;
-use crate::modes::{Seen, consumes, plan};
+use crate::modes::{Seen, allows, consumes, plan};
 use crate::protocol::{Exptime, Reply};
 use crate::servers::Servers;
 
@@ -64,11 +64,8 @@ pub(crate) async fn decide(servers: &Servers, batch: &Batch<'_>) -> Result<Outco
         let (prev, cur) = (count(replies.get(2 * i)?)?, count(replies.get(2 * i + 1)?)?);
         let (window, amount) = (item.limit.window_nanos(), item.limit.amount());
         let share = mul_div(prev, left(&item.limit, now), window);
-        // A hit's count already includes it (and every concurrent hit).
         // Saturating: another client may have left a count near `u64::MAX`.
-        let counted = share.saturating_add(cur);
-        let allowed =
-            if *hit { counted <= amount } else { item.cost <= amount && counted.saturating_add(item.cost) <= amount };
+        let allowed = allows(*hit, share.saturating_add(cur), item.cost, amount);
         steps.push(Step { prev, cur, seen: Seen { allowed, consumed: *hit } });
     }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use limiter_core::{StorageError, StorageErrorKind};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::SingleNodeRoutingInfo;
@@ -174,6 +174,23 @@ async fn send_to_cluster<T: FromRedisValue>(
     }
 }
 
+/// Sends `call` as `EVALSHA`; on `NOSCRIPT`, loads the script and sends it
+/// once more: what redis-rs' `ScriptInvocation::invoke_async` does, from
+/// the call's own command rather than a copy of its keys and arguments.
+async fn evalsha<T: FromRedisValue, C: ConnectionLike + Send>(
+    connection: &mut C,
+    call: &ScriptCall<'_>,
+) -> RedisResult<T> {
+    let cmd = call.evalsha();
+    match cmd.query_async(connection).await {
+        Err(e) if matches!(e.kind(), ErrorKind::Server(ServerErrorKind::NoScript)) => {
+            call.script().load_async(connection).await?;
+            cmd.query_async(connection).await
+        }
+        result => result,
+    }
+}
+
 fn client_error(address: &str, e: &RedisError) -> StorageError {
     // The kind and the server's code only: details may echo the URL.
     rejected(format!("invalid Redis URL {address}: {:?}", e.kind()))
@@ -225,7 +242,7 @@ impl Link {
     /// Runs a script (EVALSHA, loading it on NOSCRIPT).
     pub(crate) async fn invoke<T: FromRedisValue + Send>(&self, call: &ScriptCall<'_>) -> RedisResult<T> {
         match self {
-            Link::Single(connection) => call.invocation().invoke_async(&mut connection.clone()).await,
+            Link::Single(connection) => evalsha(&mut connection.clone(), call).await,
             // A NOSCRIPT from any node loads the script on every node
             // (redis-rs routes SCRIPT LOAD to all of them, replicas too),
             // then sends the call again.
@@ -233,9 +250,7 @@ impl Link {
                 bounded(*limit, send_to_cluster(connection, &call.evalsha(), Some(call.script()))).await
             }
             Link::Sentinel(link) => {
-                let invocation = call.invocation();
-                let invocation = &invocation;
-                link.call(|mut connection| async move { invocation.invoke_async(&mut connection).await }).await
+                link.call(|mut connection| async move { evalsha(&mut connection, call).await }).await
             }
         }
     }

@@ -1,8 +1,8 @@
-//! One call of a script: its keys and arguments kept apart, so that it can
-//! be sent through redis-rs' script support (one server, sentinel) or as a
-//! plain `EVALSHA` whose redirections this crate follows itself (cluster).
+//! One call of a script: its keys and arguments kept apart, sent as a plain
+//! `EVALSHA` (whose `NOSCRIPT` answers, and on a cluster redirections, this
+//! crate handles itself).
 
-use redis::{Cmd, Script, ScriptInvocation};
+use redis::{Cmd, Script};
 
 /// A script with its keys and arguments.
 pub(crate) struct ScriptCall<'a> {
@@ -32,19 +32,6 @@ impl<'a> ScriptCall<'a> {
     /// The script.
     pub(crate) fn script(&self) -> &'a Script {
         self.script
-    }
-
-    /// The call for redis-rs' `invoke_async` (`EVALSHA`, loading the script
-    /// on `NOSCRIPT`).
-    pub(crate) fn invocation(&self) -> ScriptInvocation<'a> {
-        let mut invocation = self.script.prepare_invoke();
-        for key in &self.keys {
-            invocation.key(key);
-        }
-        for arg in &self.args {
-            invocation.arg(arg);
-        }
-        invocation
     }
 
     /// `EVALSHA <sha1> <key count> <keys…> <args…>`.

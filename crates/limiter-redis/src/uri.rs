@@ -47,12 +47,14 @@ fn rejected(message: String) -> StorageError {
 /// Splits `[credentials@]h1:p1,h2:p2[/path]` into credentials (with the
 /// `@`, or empty), hosts and path (without the leading `/`).
 fn split_authority(rest: &str) -> (&str, &str, &str) {
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    // The last '@' ends the credentials: a password may hold one.
-    match authority.rfind('@') {
-        Some(at) => (authority.get(..=at).unwrap_or(""), authority.get(at + 1..).unwrap_or(""), path),
-        None => ("", authority, path),
-    }
+    // The last '@' ends the credentials, as `redact_uri` reads them: a
+    // password may hold '@' or '/'.
+    let (credentials, after) = match rest.rfind('@') {
+        Some(at) => (rest.get(..=at).unwrap_or(""), rest.get(at + 1..).unwrap_or("")),
+        None => ("", rest),
+    };
+    let (hosts, path) = after.split_once('/').unwrap_or((after, ""));
+    (credentials, hosts, path)
 }
 
 fn hosts(scheme: &str, hosts: &str, address: &str, default_port: u16) -> Result<Vec<String>, StorageError> {
@@ -95,8 +97,13 @@ const QUERY_OPTIONS: [&str; 5] =
 /// redis-py, whose `from_url` lets the query string win over keyword
 /// arguments); the spellings redis-py takes and redis-rs spells otherwise
 /// are translated; any other name is an error naming it, never ignored.
-fn single(uri: &str, scheme: &str, options: &mut RedisOptions, address: &str) -> Result<String, StorageError> {
-    let tls = matches!(scheme, "rediss" | "valkeys");
+fn single(
+    uri: &str,
+    scheme: &str,
+    tls: bool,
+    options: &mut RedisOptions,
+    address: &str,
+) -> Result<String, StorageError> {
     let unix = scheme.ends_with("unix");
     let (body, fragment) = match uri.split_once('#') {
         Some((body, fragment)) => (body, Some(fragment)),
@@ -156,13 +163,12 @@ fn single(uri: &str, scheme: &str, options: &mut RedisOptions, address: &str) ->
         }
     }
     let base = match db {
-        // `scheme://authority[/path]`: the path after the last '@' (a
-        // password may hold a '/') is the database; the query's replaces it.
+        // `scheme://authority[/path]`: the path is the database; the
+        // query's replaces it.
         Some(db) => {
             let (head, rest) = base.split_once("://").unwrap_or((base, ""));
-            let host_from = rest.rfind('@').map_or(0, |at| at + 1);
-            let authority_end = rest.get(host_from..).and_then(|h| h.find('/')).map_or(rest.len(), |i| host_from + i);
-            format!("{head}://{}/{db}", rest.get(..authority_end).unwrap_or(rest))
+            let (credentials, hosts, _) = split_authority(rest);
+            format!("{head}://{credentials}{hosts}/{db}")
         }
         None => base.to_owned(),
     };
@@ -186,10 +192,10 @@ pub(crate) fn parse(uri: &str, options: &mut RedisOptions, address: &str) -> Res
     };
     let scheme_lower = scheme.to_ascii_lowercase();
     match scheme_lower.as_str() {
-        "redis" | "valkey" | "redis+unix" | "valkey+unix" | "unix" => {
-            Ok(Target::Single { url: single(uri, &scheme_lower, options, address)?, tls: false })
+        "redis" | "valkey" | "redis+unix" | "valkey+unix" | "unix" | "rediss" | "valkeys" => {
+            let tls = matches!(scheme_lower.as_str(), "rediss" | "valkeys");
+            Ok(Target::Single { url: single(uri, &scheme_lower, tls, options, address)?, tls })
         }
-        "rediss" | "valkeys" => Ok(Target::Single { url: single(uri, &scheme_lower, options, address)?, tls: true }),
         "redis+cluster" | "valkey+cluster" | "redis+sentinel" | "valkey+sentinel"
             if rest.rsplit_once('@').map_or(rest, |(_, hosts)| hosts).contains('?') =>
         {
@@ -263,6 +269,12 @@ mod tests {
                     "redis://:s3cr@t@h3:6379".to_owned()
                 ]
             }
+        );
+        // The credentials end at the last '@', as `redact_uri` reads them: a
+        // password may hold a '/'.
+        assert_eq!(
+            parsed("redis+cluster://:p/w@h1:7000"),
+            Target::Cluster { nodes: vec!["redis://:p/w@h1:7000".to_owned()] }
         );
     }
 

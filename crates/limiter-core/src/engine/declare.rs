@@ -60,6 +60,7 @@ impl Clone for Scope {
 }
 
 pub(crate) enum Cost<R> {
+    /// At least 1 ([`Limit::cost`] makes it so).
     Fixed(u64),
     Computed(CostFn<R>),
 }
@@ -222,7 +223,8 @@ impl<R> Limit<R> {
     /// Flask-Limiter's `cost or 1` does).
     #[must_use]
     pub fn cost(mut self, cost: u64) -> Self {
-        self.cost = Cost::Fixed(cost);
+        // Flask-Limiter's `cost or 1`, once here for every reader.
+        self.cost = Cost::Fixed(cost.max(1));
         self
     }
 

@@ -930,8 +930,7 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
                 continue;
             }
             let cost = match &decl.cost {
-                // Flask-Limiter's `cost or 1`: a fixed cost of 0 costs 1.
-                Cost::Fixed(n) => (*n).max(1),
+                Cost::Fixed(n) => *n,
                 Cost::Computed(f) => f(request),
             };
             let scope = scope_of(decl, kind, endpoint, method);
@@ -1154,7 +1153,11 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
             .or_else(|| unbreached(true, true))
             .or_else(|| unbreached(true, false))
             .or_else(|| unbreached(false, false));
+        // `None` when the limiter sends no headers at all.
         let header_state = |limited: bool| {
+            if !shared.headers.enabled && !shared.headers.ietf {
+                return None;
+            }
             let (_, p, s) = shown?;
             let values =
                 HeaderValues { limit: p.limit, remaining: s.remaining, reset_at: s.reset_at, retry_at: s.retry_at };
@@ -1164,7 +1167,6 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
                 .then(|| evaluated.iter().filter(|(_, p, _)| p.kind != Kind::Meta).map(|(_, p, _)| p.limit).collect());
             Some(HeaderState::new(values, limited, now, policies))
         };
-        let headers_on = shared.headers.enabled || shared.headers.ietf;
         let shown_limit = shown.map(|(_, p, _)| &p.limit);
         for (_, p, _) in &shadow_breaches {
             tracing::warn!(key, limit = %p.limit, route = route.unwrap_or(UNMATCHED), scope = %p.scope,
@@ -1175,8 +1177,7 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
             if shadow_breaches.is_empty() {
                 tracing::debug!(key, limits = limits.len(), "rate limit passed");
                 metrics::decision(route, shown_limit, metrics::ALLOWED);
-                let headers = if headers_on { header_state(false) } else { None };
-                return (Decision::new(Verdict::Allowed, limits, headers, None, deferred), None);
+                return (Decision::new(Verdict::Allowed, limits, header_state(false), None, deferred), None);
             }
             // As enforcing would, count the breach against the meta limits,
             // but only those in shadow mode: counting it against enforced
@@ -1190,8 +1191,8 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
                 only_shadow: true,
             });
             metrics::decision(route, shown_limit, metrics::SHADOW_LIMITED);
-            let headers = if headers_on { header_state(false) } else { None };
-            let decision = Decision::new(Verdict::Allowed, limits, headers, None, deferred).mark_shadow_limited();
+            let decision =
+                Decision::new(Verdict::Allowed, limits, header_state(false), None, deferred).mark_shadow_limited();
             return (decision, meta);
         }
         let mut rejection = None;
@@ -1240,7 +1241,7 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
         });
         let mut rejection = rejection;
         if let Some(state) = header_state(true) {
-            rejection.headers.extend(state.render(&shared.headers).into_strings());
+            rejection.append_limiter_headers(state.render(&shared.headers), &shared.headers.retry_after, now);
         }
         metrics::decision(route, shown_limit, metrics::LIMITED);
         let decision = Decision::new(Verdict::Limited, limits, None, Some(rejection), deferred);

@@ -226,14 +226,6 @@ mod tests {
         }
     }
 
-    fn block_on<F: std::future::Future>(f: F) -> F::Output {
-        let mut f = std::pin::pin!(f);
-        match f.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
-            std::task::Poll::Ready(v) => v,
-            std::task::Poll::Pending => panic!("the memory storage never waits"),
-        }
-    }
-
     fn plans(routes: Vec<Route<()>>, groups: Vec<Group<()>>) -> Plans<()> {
         Plans::build(routes, groups).unwrap()
     }
@@ -330,7 +322,8 @@ mod tests {
             .build()
             .unwrap();
         let counted = |method| {
-            let decision = block_on(limiter.check(&Req { method, route: "/api/x" }));
+            let decision =
+                limiter.check_now(&Req { method, route: "/api/x" }).expect("the memory storage decides at once");
             decision.limits().iter().map(|l| l.storage_key()).collect::<Vec<_>>()
         };
         assert_eq!(counted("GET"), ["LIMITER/10.0.0.1//api/x/100/1/hour"]);

@@ -131,6 +131,24 @@ impl Rejection {
         self.headers.push((name.into(), value.into()));
         self
     }
+
+    /// Appends the limiter's rate-limit headers after the rejection's own (a
+    /// breach hook's), which adapters then let them replace; except that a
+    /// `Retry-After` (`retry_after`, the limiter's name for it) the
+    /// rejection already has stays, and the limiter's is left out, when it
+    /// names a later time: Flask-Limiter keeps the later.
+    pub(crate) fn append_limiter_headers(&mut self, headers: Headers, retry_after: &Arc<str>, now: Timestamp) {
+        let now = now.to_system_time();
+        for (name, value) in headers.into_strings() {
+            let theirs_later = Arc::ptr_eq(&name, retry_after)
+                && self.headers.iter().any(|(own, existing)| {
+                    own.eq_ignore_ascii_case(&name) && later_retry_after(existing, &value, now) == existing
+                });
+            if !theirs_later {
+                self.headers.push((name, value));
+            }
+        }
+    }
 }
 
 /// What an HTTP header name may hold (RFC 9110's `token`), for errors.

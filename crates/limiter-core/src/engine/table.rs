@@ -78,8 +78,7 @@ impl LimitInfo {
             // `ApplicationLimit`).
             shared: decl.shared || kind == Kind::Application,
             cost: match decl.cost {
-                // Flask-Limiter's `cost or 1`: a fixed cost of 0 costs 1.
-                Cost::Fixed(n) => Some(n.max(1)),
+                Cost::Fixed(n) => Some(n),
                 Cost::Computed(_) => None,
             },
             exempt_when: decl.exempt_when.is_some(),
