@@ -63,22 +63,26 @@ struct ParsedNames {
     retry_after: Option<HeaderName>,
 }
 
+/// `X-RateLimit-Remaining`'s index in [`HeaderSettings::names`].
+const REMAINING: usize = 1;
+
 thread_local! {
     /// The header values of the numbers this thread rendered last, by
-    /// position: the limit, the reset time and `Retry-After` stay the same
+    /// the header's index in [`HeaderSettings::names`]: the limit, the reset time and `Retry-After` stay the same
     /// from one response to the next (for a second at least), so most
     /// responses share these values instead of allocating new ones.
     static RECENT: std::cell::RefCell<[Option<(u64, HeaderValue)>; 4]> =
         const { std::cell::RefCell::new([const { None }; 4]) };
 }
 
-/// A header value for a number: the one this thread made last for
-/// `position` if it is the same number, else a new one, kept for next time.
-fn number_value(position: usize, n: u64) -> Option<HeaderValue> {
+/// A header value for a number: the one this thread made last for the
+/// header at `index` if it is the same number, else a new one, kept for
+/// next time.
+fn number_value(index: usize, n: u64) -> Option<HeaderValue> {
     RECENT
         .try_with(|recent| {
             let mut recent = recent.try_borrow_mut().ok()?;
-            let slot = recent.get_mut(position)?;
+            let slot = recent.get_mut(index)?;
             match slot {
                 Some((last, value)) if *last == n => Some(value.clone()),
                 _ => {
@@ -143,17 +147,18 @@ impl HeaderNames {
     /// Writes the rate-limit headers of `state` into `map` (those that do
     /// not parse are dropped).
     fn write(&self, map: &mut http::HeaderMap, state: &HeaderState) {
-        let settings = &self.0.settings;
-        state.for_each(settings, |position, name, value| {
+        let names = self.0;
+        state.for_each(&names.settings, |index, _, value| {
             let value = match value.as_number() {
                 // The remaining count changes on every response: no cache.
-                Some(n) if Arc::ptr_eq(name, &settings.remaining) => fresh_number(n),
-                Some(n) => number_value(position, n),
+                Some(n) if index == REMAINING => fresh_number(n),
+                Some(n) => number_value(index, n),
                 // Text (a date, the IETF fields): its buffer is taken as is.
                 None => HeaderValue::try_from(value.into_string()).ok(),
             };
-            if let (Some(name), Some(value)) = (self.get(name), value) {
-                self.insert(map, name, value);
+            // The index is the name's in the settings: no lookup.
+            if let (Some(Some(name)), Some(value)) = (names.parsed.get(index), value) {
+                self.insert(map, name.clone(), value);
             }
         });
     }
@@ -357,7 +362,9 @@ where
 impl<S> LimiterService<S> {
     /// Answers a decided request: the rejection, or the ready inner
     /// service's response with the headers. Only limits deducted after the
-    /// response (`deduct_when`) need a boxed future.
+    /// response (`deduct_when`) need a boxed future. Inlined: the request
+    /// head and the decision are then not copied into its arguments.
+    #[inline(always)]
     fn decided<ReqBody, ResBody>(
         &mut self,
         mut decision: Decision,

@@ -3,8 +3,6 @@
 use std::fmt;
 use std::sync::Arc;
 
-use smallvec::SmallVec;
-
 use super::declare::ResponseInfo;
 use super::response::{HeaderSettings, HeaderState, Headers, Rejection};
 use crate::clock::Timestamp;
@@ -47,28 +45,73 @@ pub struct RequestLimit {
     pub remaining: u64,
     /// When the window resets.
     pub reset_at: Timestamp,
-    /// `[prefix,] client, scope`, as spans of a text shared with the
-    /// request's other limits (one allocation per request, not per string).
+    /// `[prefix,] client, scope`.
     ids: Identifiers,
 }
 
-/// Identifiers as spans of one shared text, kept as bytes: only whole
-/// strings go in, and they are read back as text only when asked for.
+/// A limit's identifiers, copied into the limit itself: short ones (a
+/// client address and a route name) stay inline, so the limits of a request
+/// take one allocation, the list's, and share no reference count. Kept as
+/// bytes: only whole strings go in, read back as text only when asked for.
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) struct Identifiers {
-    text: Arc<[u8]>,
-    spans: Spans,
+    text: IdText,
+    /// Where each identifier ends in `text` (at most three).
+    ends: [u32; 3],
+    len: u8,
+}
+
+/// How many bytes of identifiers a limit holds without allocating.
+const INLINE: usize = 40;
+
+/// The identifiers' bytes, one after the other. Not a `SmallVec`: its
+/// generic insertion cost about 170 instructions per limit on every
+/// request, and a clone of an inline array is a plain copy.
+#[derive(Clone, PartialEq, Eq)]
+enum IdText {
+    /// Zero-filled after the last identifier, so equal texts compare equal.
+    Inline([u8; INLINE]),
+    Heap(Box<[u8]>),
 }
 
 impl Identifiers {
+    pub(crate) fn new(ids: &[&str]) -> Self {
+        let ids = ids.get(..3).unwrap_or(ids);
+        let mut ends = [0; 3];
+        let mut total = 0;
+        for (id, end) in ids.iter().zip(&mut ends) {
+            total += id.len();
+            *end = u32::try_from(total).unwrap_or(u32::MAX);
+        }
+        let text = if total <= INLINE {
+            let mut bytes = [0; INLINE];
+            let mut start = 0;
+            for id in ids {
+                if let Some(slot) = bytes.get_mut(start..start + id.len()) {
+                    slot.copy_from_slice(id.as_bytes());
+                }
+                start += id.len();
+            }
+            IdText::Inline(bytes)
+        } else {
+            IdText::Heap(ids.concat().into_bytes().into_boxed_slice())
+        };
+        Identifiers { text, ends, len: u8::try_from(ids.len()).unwrap_or(3) }
+    }
+
     fn get(&self) -> Vec<&str> {
-        let text = &*self.text;
-        self.spans
-            .as_slice()
-            .iter()
-            .map(|(start, end)| {
+        let text: &[u8] = match &self.text {
+            IdText::Inline(bytes) => bytes,
+            IdText::Heap(bytes) => bytes,
+        };
+        let ends = self.ends.get(..usize::from(self.len)).unwrap_or_default();
+        let mut start = 0;
+        ends.iter()
+            .map(|&end| {
+                let range = start..end as usize;
+                start = end as usize;
                 // Each span is a whole string that went in, so valid UTF-8.
-                text.get(*start as usize..*end as usize).and_then(|id| std::str::from_utf8(id).ok()).unwrap_or("")
+                text.get(range).and_then(|id| std::str::from_utf8(id).ok()).unwrap_or("")
             })
             .collect()
     }
@@ -80,92 +123,8 @@ impl fmt::Debug for Identifiers {
     }
 }
 
-/// Where a limit's identifiers (at most three) are in the shared text.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Spans {
-    spans: [(u32, u32); 3],
-    len: u8,
-}
-
-impl Spans {
-    fn push(&mut self, span: (u32, u32)) {
-        if let Some(slot) = self.spans.get_mut(usize::from(self.len)) {
-            *slot = span;
-            self.len += 1;
-        }
-    }
-
-    fn as_slice(&self) -> &[(u32, u32)] {
-        self.spans.get(..usize::from(self.len)).unwrap_or_default()
-    }
-}
-
-/// Writes the identifiers of a request's limits into one text, each
-/// distinct string once, on the stack until [`finish`](Self::finish).
-pub(crate) struct IdentifierText<'a> {
-    text: SmallVec<[u8; 128]>,
-    spans: SmallVec<[(u32, u32); 8]>,
-    /// The last limit's identifiers and spans: most limits of a request
-    /// share them all.
-    last: Option<(&'a [&'a str], Spans)>,
-}
-
-impl<'a> IdentifierText<'a> {
-    pub(crate) fn new() -> Self {
-        IdentifierText { text: SmallVec::new(), spans: SmallVec::new(), last: None }
-    }
-
-    /// The span of `id` in the text, appending it if it is new.
-    fn span(&mut self, id: &str) -> (u32, u32) {
-        let text = &self.text;
-        let found =
-            self.spans.iter().find(|(start, end)| text.get(*start as usize..*end as usize) == Some(id.as_bytes()));
-        if let Some(found) = found {
-            return *found;
-        }
-        let start = u32::try_from(self.text.len()).unwrap_or(u32::MAX);
-        self.text.extend_from_slice(id.as_bytes());
-        let span = (start, u32::try_from(self.text.len()).unwrap_or(u32::MAX));
-        self.spans.push(span);
-        span
-    }
-
-    /// Records one limit's identifiers; returns their spans.
-    pub(crate) fn add(&mut self, ids: &'a [&'a str]) -> Spans {
-        if let Some((last, spans)) = &self.last
-            && same(last, ids)
-        {
-            return *spans;
-        }
-        let mut spans = Spans::default();
-        for id in ids {
-            spans.push(self.span(id));
-        }
-        self.last = Some((ids, spans));
-        spans
-    }
-
-    /// The shared text, once every limit's identifiers are in.
-    pub(crate) fn finish(&self) -> Arc<[u8]> {
-        Arc::from(self.text.as_slice())
-    }
-}
-
-/// Whether two limits' identifiers are equal: by address first, as the
-/// limits of one request point at the very same client key and scope.
-fn same(a: &[&str], b: &[&str]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| std::ptr::eq(*x, *y) || x == y)
-}
-
 impl RequestLimit {
-    pub(crate) fn new(
-        limit: RateLimit,
-        text: &Arc<[u8]>,
-        spans: Spans,
-        state: &LimitState,
-        shared: bool,
-        shadow: bool,
-    ) -> Self {
+    pub(crate) fn new(limit: RateLimit, ids: Identifiers, state: &LimitState, shared: bool, shadow: bool) -> Self {
         RequestLimit {
             limit,
             breached: !state.allowed,
@@ -173,7 +132,7 @@ impl RequestLimit {
             shared,
             remaining: state.remaining,
             reset_at: state.reset_at,
-            ids: Identifiers { text: Arc::clone(text), spans },
+            ids,
         }
     }
 
@@ -222,7 +181,9 @@ pub struct Decision {
     headers: Option<HeaderState>,
     /// Boxed: allowed requests, the common case, move a smaller decision.
     rejection: Option<Box<Rejection>>,
-    pub(crate) deferred: Vec<Deferred>,
+    /// A boxed slice, not a `Vec`: a decision of at most 128 bytes is moved
+    /// inline, without a call to `memcpy`.
+    pub(crate) deferred: Box<[Deferred]>,
     shadow_limited: bool,
 }
 
@@ -234,7 +195,8 @@ impl Decision {
         rejection: Option<Rejection>,
         deferred: Vec<Deferred>,
     ) -> Self {
-        Decision { verdict, limits, headers, rejection: rejection.map(Box::new), deferred, shadow_limited: false }
+        let (rejection, deferred) = (rejection.map(Box::new), deferred.into_boxed_slice());
+        Decision { verdict, limits, headers, rejection, deferred, shadow_limited: false }
     }
 
     /// Marks an allowed decision as refused in shadow mode.

@@ -9,13 +9,14 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::decision::{Decision, Deferred, IdentifierText, RequestLimit, Spans, Verdict};
+use super::decision::{Decision, Deferred, Identifiers, RequestLimit, Verdict};
 use super::declare::{BreachHook, Cost, Limit, ResponseInfo, Scope, Source};
 use super::failure::{FailurePolicy, Health, with_timeout};
 use super::key::{BoxedKey, KeyError, KeyExtractor, PeerIp};
 use super::metrics;
 use super::plan::{Defaults, Plan, Plans};
 use super::request::RequestInfo;
+use super::resolved::{Resolved, request_independent};
 use super::response::{
     Breach, HEADER_NAME_RULE, HeaderSettings, HeaderState, HeaderValues, Rejection, Undecided, is_header_name,
     too_many_requests, unavailable, wants_json,
@@ -476,6 +477,12 @@ fn item_of<'a, R>(p: &Pending<'_, R>, ids: &'a [&'a str]) -> Item<'a> {
     if p.kind == Kind::Meta || p.decl.deduct_when.is_some() { item.peek() } else { item }
 }
 
+/// Whether two limits' identifiers are equal: by address first, as the
+/// limits of one request point at the very same client key and scope.
+fn same(a: &[&str], b: &[&str]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| std::ptr::eq(*x, *y) || x == y)
+}
+
 /// The stages of a request decided in several storage calls (see
 /// [`Limiter::staged`]), in order: meta limits (only tested), then the
 /// application limits of a route with limits of its own, then the rest.
@@ -822,9 +829,42 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
         fallback: bool,
         pending: &mut SmallVec<[Pending<'l, R>; 4]>,
     ) {
+        // A route's resolution is recorded from its first request and then
+        // copied, when nothing of it depends on the request (see
+        // `resolved`); filtered requests and the fallback resolve apart.
+        let recordable = match plan {
+            Some((path, plan)) if !filtered && !fallback => Some((plan.name.as_deref().unwrap_or(path), plan)),
+            _ => None,
+        };
+        if let Some((endpoint, plan)) = recordable
+            && let Some(Some(resolved)) = plan.resolved.get()
+        {
+            self.replay(plan, resolved, endpoint, pending);
+            return;
+        }
+        self.resolve_declared(request, plan, filtered, fallback, pending);
+        if let Some((endpoint, plan)) = recordable
+            && plan.resolved.get().is_none()
+        {
+            // Another thread may have recorded the same list meanwhile.
+            let _ = plan.resolved.set(self.record(plan, endpoint, pending));
+        }
+    }
+
+    /// The resolution of a request's limits by their declarations.
+    fn resolve_declared<'l>(
+        &'l self,
+        request: &R,
+        plan: Option<(&'l str, &'l Arc<Plan<R>>)>,
+        filtered: bool,
+        fallback: bool,
+        pending: &mut SmallVec<[Pending<'l, R>; 4]>,
+    ) {
         let shared = &*self.inner;
         let check_meta = plan.is_none_or(|(_, p)| p.meta);
-        let mut regular = SmallVec::new();
+        // The regular limits go straight into `pending` (a list of four is
+        // some 300 bytes to move); meta limits, rare, are put in front after.
+        let regular = pending;
         if let Some((path, plan)) = plan
             && !filtered
         {
@@ -832,49 +872,125 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
             // Flask-Limiter orders by window unit only (multiples ignored), stably.
             let by_window = |p: &Pending<'l, R>| p.limit.granularity().seconds();
             if fallback {
-                self.push(&mut regular, request, &shared.fallback_limits, Kind::Fallback, endpoint, false);
+                self.push(regular, request, &shared.fallback_limits, Kind::Fallback, endpoint, false);
                 regular.sort_by_key(by_window);
             } else {
                 if plan.application {
-                    self.push(&mut regular, request, &shared.application, Kind::Application, "global", false);
+                    self.push(regular, request, &shared.application, Kind::Application, "global", false);
                 }
                 // A route with limits of its own (a decorated view) is
                 // decided in two passes: the application limits in
                 // `before_request`, then the route's and the defaults.
                 if plan.decorated {
-                    for p in &mut regular {
+                    for p in regular.iter_mut() {
                         p.first_pass = true;
                     }
                 }
                 // Only what applies to the method, and yields limits, keeps
                 // the defaults away: a method mismatch or a dynamic limit
                 // returning none brings them back, exempt_when does not.
-                let own_apply = self.push(&mut regular, request, &plan.own, Kind::Route, endpoint, false);
+                let own_apply = self.push(regular, request, &plan.own, Kind::Route, endpoint, false);
                 if plan.defaults == Defaults::Always || (plan.defaults == Defaults::IfOwnInapplicable && !own_apply) {
-                    self.push(&mut regular, request, &shared.defaults, Kind::Default, endpoint, false);
+                    self.push(regular, request, &shared.defaults, Kind::Default, endpoint, false);
                 }
-                // Stable; the first pass ahead, sorted on its own.
-                regular.sort_by_key(|p| (!p.first_pass, by_window(p)));
+                // Stable; the first pass ahead, sorted on its own. Usually
+                // sorted already (the defaults, shortest window first).
+                let order = |p: &Pending<'l, R>| (!p.first_pass, by_window(p));
+                if !regular.is_sorted_by_key(order) {
+                    regular.sort_by_key(order);
+                }
             }
         }
         // Meta limits go first, tested only: a client over them is refused
         // before anything else is counted.
         if check_meta {
-            self.push(pending, request, &shared.meta, Kind::Meta, "meta", false);
-            self.push_attached_meta(pending, request, regular.iter().map(|p| p.decl));
+            let mut meta = SmallVec::new();
+            self.push(&mut meta, request, &shared.meta, Kind::Meta, "meta", false);
+            self.push_attached_meta(&mut meta, request, regular.iter().map(|p| p.decl));
+            if !meta.is_empty() {
+                regular.insert_many(0, meta);
+            }
         }
-        // Usually there are none: then the list is moved, not copied over.
-        if pending.is_empty() {
-            *pending = regular;
-        } else {
-            pending.extend(regular);
-        }
+        let pending = regular;
         // Shadow limits go after the enforced ones (stably), so that a
         // shadow breach never stops the storage before an enforced limit
         // is counted: the enforced limits count as if the shadow ones were
         // not there.
         if pending.iter().any(|p| p.shadow) && !pending.iter().all(|p| p.shadow) {
             pending.sort_by_key(|p| p.shadow);
+        }
+    }
+
+    /// The declarations of `kind` that apply on `plan`'s route.
+    fn declarations<'l>(&'l self, kind: Kind, plan: &'l Plan<R>) -> &'l [Limit<R>] {
+        let shared = &*self.inner;
+        match kind {
+            Kind::Meta => &shared.meta,
+            Kind::Application => &shared.application,
+            Kind::Default => &shared.defaults,
+            Kind::Route => &plan.own,
+            Kind::Fallback => &shared.fallback_limits,
+        }
+    }
+
+    /// `pending` as resolved on `plan`'s route for `endpoint`, to reuse on
+    /// later requests; `None` if another request could resolve otherwise.
+    fn record(&self, plan: &Plan<R>, endpoint: &str, pending: &[Pending<'_, R>]) -> Option<Box<[Resolved]>> {
+        let shared = &*self.inner;
+        let lists = [
+            plan.application.then_some(&shared.application),
+            Some(&plan.own),
+            Some(&shared.defaults),
+            plan.meta.then_some(&shared.meta),
+        ];
+        if !lists.into_iter().flatten().flatten().all(request_independent) {
+            return None;
+        }
+        pending
+            .iter()
+            .map(|p| {
+                let index = self.declarations(p.kind, plan).iter().position(|d| std::ptr::eq(d, p.decl))?;
+                // The endpoint itself, by address: a route without a name
+                // has the matched path of each request.
+                let scope = match &p.scope {
+                    Cow::Borrowed(s) if std::ptr::eq(*s, endpoint) => None,
+                    other => Some(Box::from(&**other)),
+                };
+                Some(Resolved {
+                    kind: p.kind,
+                    index,
+                    limit: p.limit,
+                    scope,
+                    cost: p.cost,
+                    shadow: p.shadow,
+                    first_pass: p.first_pass,
+                })
+            })
+            .collect()
+    }
+
+    /// Fills `pending` from a recorded resolution.
+    fn replay<'l>(
+        &'l self,
+        plan: &'l Plan<R>,
+        resolved: &'l [Resolved],
+        endpoint: &'l str,
+        pending: &mut SmallVec<[Pending<'l, R>; 4]>,
+    ) {
+        for r in resolved {
+            let Some(decl) = self.declarations(r.kind, plan).get(r.index) else {
+                continue;
+            };
+            pending.push(Pending {
+                limit: r.limit,
+                decl,
+                kind: r.kind,
+                scope: Cow::Borrowed(r.scope.as_deref().unwrap_or(endpoint)),
+                cost: r.cost,
+                shadow: r.shadow,
+                key: decl.key.as_deref(),
+                first_pass: r.first_pass,
+            });
         }
     }
 
@@ -1123,19 +1239,28 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
                 })
             })
             .collect();
-        // Handlers see every limit's identifiers: one shared text per
-        // request, each distinct string once, and the limits in one
-        // allocation.
-        let mut text = IdentifierText::new();
-        let listed: SmallVec<[(&Evaluated<'p, 'l, R>, Spans); 4]> = evaluated
-            .iter()
-            .filter(|(_, p, _)| p.kind != Kind::Meta)
-            .map(|e| (e, text.add(ids.get(e.0).map_or(&[][..], |v| &v[..]))))
-            .collect();
-        let text = text.finish();
+        // Handlers see every limit's identifiers; the limits take one
+        // allocation (listed first: an `Arc<[_]>` collected from a filter
+        // would be built in a `Vec` and copied).
+        let listed: SmallVec<[&Evaluated<'p, 'l, R>; 4]> =
+            evaluated.iter().filter(|(_, p, _)| p.kind != Kind::Meta).collect();
+        // Most limits of a request share their identifiers: copied, not
+        // built again.
+        let mut last: Option<(&[&str], Identifiers)> = None;
         let limits: Arc<[RequestLimit]> = listed
             .iter()
-            .map(|((_, p, s), spans)| RequestLimit::new(p.limit, &text, *spans, s, p.shared(), p.shadow))
+            .map(|(i, p, s)| {
+                let ids = ids.get(*i).map_or(&[][..], |v| &v[..]);
+                let identifiers = match &last {
+                    Some((last_ids, made)) if same(last_ids, ids) => made.clone(),
+                    _ => {
+                        let made = Identifiers::new(ids);
+                        last = Some((ids, made.clone()));
+                        made
+                    }
+                };
+                RequestLimit::new(p.limit, identifiers, s, p.shared(), p.shadow)
+            })
             .collect();
         // The limit the headers describe, picked as enforcement picks it:
         // among the enforced breaches, else among the shadow ones (so that

@@ -33,6 +33,7 @@ mod limiter;
 pub mod metrics;
 mod plan;
 mod request;
+mod resolved;
 mod response;
 mod route;
 mod table;

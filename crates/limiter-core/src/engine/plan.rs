@@ -6,9 +6,10 @@ use std::collections::HashMap;
 /// Paths are looked up on every request: a fast hasher, randomly seeded per
 /// map, since with `RouteSource::UriPath` the path comes from the client.
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::declare::Limit;
+use super::resolved::Resolved;
 use super::route::{Exemption, Group, Route};
 use crate::error::ConfigError;
 
@@ -37,6 +38,10 @@ pub(crate) struct Plan<R> {
     /// its application limits are decided in a pass of their own, first.
     pub(crate) decorated: bool,
     pub(crate) defaults: Defaults,
+    /// The route's limits as the engine resolved them once, reused by later
+    /// requests; `None` inside when their resolution depends on the request
+    /// (see [`super::resolved`]).
+    pub(crate) resolved: OnceLock<Option<Box<[Resolved]>>>,
 }
 
 /// Every plan of a limiter.
@@ -168,6 +173,7 @@ fn plan_for<R>(route: Option<&Route<R>>, chain: &[&Group<R>]) -> Plan<R> {
         own: limits,
         origins,
         defaults,
+        resolved: OnceLock::new(),
     }
 }
 

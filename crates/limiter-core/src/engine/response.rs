@@ -378,22 +378,24 @@ impl HeaderState {
 
     /// Writes each header `settings` enables, in order: the limit,
     /// remaining hits, reset time and `Retry-After`, then the IETF fields.
-    /// `write` gets the header's position (0 for the first), its name
-    /// (one of `settings`' own `Arc`s, to compare by address) and its value.
+    /// `write` gets the header's index in [`HeaderSettings::names`] (the
+    /// same for a header on every response: adapters find their parsed
+    /// names by it), its name (one of `settings`' own `Arc`s) and its value.
     pub fn for_each(&self, settings: &HeaderSettings, mut write: impl FnMut(usize, &Arc<str>, HeaderText)) {
         let shown = &self.shown;
         let (limited, now) = (self.limited, self.now);
-        let mut position = 0;
-        let mut emit = |name: &Arc<str>, value: HeaderText| {
-            write(position, name, value);
-            position += 1;
+        let names = settings.names();
+        let mut emit = |index: usize, value: HeaderText| {
+            if let Some(name) = names.get(index) {
+                write(index, name, value);
+            }
         };
         // Flask-Limiter: X-RateLimit-Reset is int(reset_time + 1).
         let reset_header = shown.reset_at.as_secs() + 1;
         if settings.enabled {
-            emit(&settings.limit, HeaderText::number(shown.limit.amount()));
-            emit(&settings.remaining, HeaderText::number(shown.remaining));
-            emit(&settings.reset, HeaderText::number(reset_header));
+            emit(0, HeaderText::number(shown.limit.amount()));
+            emit(1, HeaderText::number(shown.remaining));
+            emit(2, HeaderText::number(reset_header));
             let retry_at = match (limited, shown.retry_at) {
                 (true, Some(at)) => at,
                 _ => Timestamp::from_secs(reset_header),
@@ -411,13 +413,13 @@ impl HeaderState {
                 RetryAfterFormat::DeltaSeconds if limited => HeaderText::number(retry_seconds(retry_at, now)),
                 RetryAfterFormat::DeltaSeconds => HeaderText::number(retry_at.saturating_duration_since(now).as_secs()),
             };
-            emit(&settings.retry_after, value);
+            emit(3, value);
         }
         if settings.ietf {
             let policies = self.policies.as_deref().unwrap_or_default();
             let policy =
                 policies.iter().map(|l| format!("\"{}\";q={};w={}", policy_name(l), l.amount(), l.window_secs()));
-            emit(&settings.ietf_policy, HeaderText::text(policy.collect::<Vec<_>>().join(", ")));
+            emit(4, HeaderText::text(policy.collect::<Vec<_>>().join(", ")));
             let until = match (limited, shown.retry_at) {
                 (true, Some(at)) => retry_seconds(at, now),
                 _ => shown
@@ -428,10 +430,7 @@ impl HeaderState {
                     .try_into()
                     .unwrap_or(0),
             };
-            emit(
-                &settings.ietf_state,
-                HeaderText::text(format!("\"{}\";r={};t={until}", policy_name(&shown.limit), shown.remaining)),
-            );
+            emit(5, HeaderText::text(format!("\"{}\";r={};t={until}", policy_name(&shown.limit), shown.remaining)));
         }
     }
 

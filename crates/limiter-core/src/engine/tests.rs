@@ -1029,3 +1029,78 @@ mod flask_parity {
         }
     }
 }
+
+// --- a route's resolution, recorded once ----------------------------------
+
+/// The same limiter twice, on clocks of their own: the first records each
+/// route's resolution on its first request and copies it afterwards; in the
+/// second a default limit has an `exempt_when` that never exempts, which
+/// makes every resolution depend on the request, so that each request
+/// resolves from the declarations.
+fn resolution_twins() -> [(Limiter<Request>, ManualClock); 2] {
+    [false, true].map(|never_record| {
+        let (b, clock) = builder();
+        let default = Limit::new("4 per minute").error_message("slow down");
+        let default = if never_record { default.exempt_when(|_| false) } else { default };
+        let limiter = b
+            .key_prefix("svc")
+            .application_limits("9 per minute")
+            .meta_limits("3 per hour")
+            .default_limits("6 per hour")
+            .default_limits(default)
+            .route(
+                Route::new("search")
+                    .path("/search")
+                    .limit("3 per minute")
+                    .limit(Limit::new("5 per minute").shadow(true)),
+            )
+            .route(Route::new("feed").path("/feed").limit(Limit::new("3/minute").shared("reads")))
+            .route(Route::new("login").path("/login").limit(Limit::new("2/minute").per_method(true)))
+            .route(Route::new("free").path("/free").exempt())
+            .group(super::Group::new("api", "/api").limit("5 per minute"))
+            .build()
+            .unwrap();
+        (limiter, clock)
+    })
+}
+
+#[test]
+fn a_recorded_resolution_decides_as_resolving_from_the_declarations() {
+    let [(recording, recording_clock), (resolving, resolving_clock)] = resolution_twins();
+    // Unregistered paths under the group and outside it are counted by their
+    // own path: one recorded resolution serves paths with different scopes.
+    let paths = ["/search", "/feed", "/login", "/free", "/api/items", "/api/other", "/elsewhere", "/other"];
+    let mut refused = 0;
+    for step in 0..120 {
+        let route = paths[step % paths.len()];
+        let peer = if step % 3 == 0 { [10, 0, 0, 2] } else { [127, 0, 0, 1] };
+        let request = Request { route, peer, raw_path: false };
+        let (recorded, resolved) = (check(&recording, &request), check(&resolving, &request));
+        let at = format!("step {step}, {route}");
+        assert_eq!(recorded.verdict(), resolved.verdict(), "{at}");
+        assert_eq!(recorded.limits(), resolved.limits(), "{at}");
+        assert_eq!(
+            recorded.headers(recording.header_settings()),
+            resolved.headers(resolving.header_settings()),
+            "{at}"
+        );
+        assert_eq!(recorded.rejection(), resolved.rejection(), "{at}");
+        assert_eq!(recorded.shadow_limited(), resolved.shadow_limited(), "{at}");
+        refused += usize::from(recorded.verdict() == Verdict::Limited);
+        if step % 20 == 19 {
+            recording_clock.advance(Duration::from_secs(25));
+            resolving_clock.advance(Duration::from_secs(25));
+        }
+    }
+    assert!(refused > 10, "breaches, meta breaches included, were compared too: {refused}");
+    let recorded = |limiter: &Limiter<Request>, path: &str| match limiter.inner.plans.for_path(path).resolved.get() {
+        Some(Some(_)) => true,
+        Some(None) => false,
+        None => panic!("{path} was requested, so its resolution was looked at"),
+    };
+    for path in ["/search", "/feed", "/free", "/api/items", "/elsewhere"] {
+        assert!(recorded(&recording, path), "{path} resolves the same for every request");
+        assert!(!recorded(&resolving, path), "{path} has a default limit with exempt_when");
+    }
+    assert!(!recorded(&recording, "/login"), "counted per method: the method is read from each request");
+}
