@@ -6,12 +6,18 @@
 #
 # Usage: scripts/bench-http.sh [allow|deny] [ROUNDS] [SECONDS]
 # Needs wrk (apt-get install wrk). Loopback only; every run is bounded.
+# PIN=1 runs the server on CPU 0 and wrk on CPU 1 (taskset), so that the
+# two do not trade places on the CPUs between runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 path=${1:-allow}
 rounds=${2:-3}
 secs=${3:-10}
 connections=${CONNECTIONS:-32}
+server_cpu=() client_cpu=()
+if [ "${PIN:-0}" = 1 ]; then
+  server_cpu=(taskset -c 0) client_cpu=(taskset -c 1)
+fi
 
 cargo build --release --quiet --manifest-path benches/http-server/Cargo.toml
 bin=benches/http-server/target/release/bench-http-server
@@ -19,22 +25,22 @@ extra=""
 [ "$path" = deny ] && extra=deny
 
 run() { # mode port -> requests/s
-  "$bin" "$1" "$2" $extra &
+  "${server_cpu[@]}" "$bin" "$1" "$2" $extra &
   local pid=$!
   for _ in $(seq 50); do
     curl -s -o /dev/null "http://127.0.0.1:$2/" && break
     sleep 0.1
   done
-  wrk -t1 -c"$connections" -d2s "http://127.0.0.1:$2/" >/dev/null # warm-up
+  "${client_cpu[@]}" wrk -t1 -c"$connections" -d2s "http://127.0.0.1:$2/" >/dev/null # warm-up
   local rps
-  rps=$(wrk -t1 -c"$connections" -d"${secs}s" "http://127.0.0.1:$2/" | awk '/Requests\/sec/ {print $2}')
+  rps=$("${client_cpu[@]}" wrk -t1 -c"$connections" -d"${secs}s" "http://127.0.0.1:$2/" | awk '/Requests\/sec/ {print $2}')
   kill "$pid"
   wait "$pid" 2>/dev/null || true
   echo "$rps"
 }
 
 port=18080
-echo "path=$path rounds=$rounds seconds=$secs connections=$connections wrk -t1"
+echo "path=$path rounds=$rounds seconds=$secs connections=$connections wrk -t1 pinned=${PIN:-0}"
 results=$(mktemp)
 trap 'rm -f "$results"' EXIT
 for round in $(seq "$rounds"); do

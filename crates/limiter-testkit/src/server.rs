@@ -153,11 +153,21 @@ fn spawn(kind: &Kind, test: &str) -> Option<ServerProcess> {
     Some(start(test, kind.name, &binary, &kind.args, kind.ping, kind.pong))
 }
 
-/// Runs `program` in `dir`, its output appended to `log`.
+/// Runs `program` in `dir`, its output appended to `log`. Its temporary
+/// files go in `dir` too (`TMPDIR`): a server killed at the end of a test
+/// never removes its own (SecantusDB's in-memory mode makes a directory per
+/// start), and `dir` is removed with the test.
 fn launch(program: &Path, args: &[String], dir: &Path, log: &Path) -> std::io::Result<Child> {
     let out = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
     let err = out.try_clone()?;
-    Command::new(program).args(args).current_dir(dir).stdin(Stdio::null()).stdout(out).stderr(err).spawn()
+    Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .env("TMPDIR", dir)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
 }
 
 /// Starts `program` on a free loopback port, in a new temporary directory,

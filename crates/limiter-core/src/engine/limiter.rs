@@ -468,7 +468,7 @@ struct MetaCount<'l, R> {
 
 /// The batch items of a request's limits: meta limits and limits deducted
 /// after the response are only tested.
-fn items_of<'a, 'b: 'a, R>(pending: &[Pending<'_, R>], ids: &'a [SmallVec<[&'b str; 3]>]) -> SmallVec<[Item<'a>; 4]> {
+fn items_of<'a, 'b: 'a, R>(pending: &[Pending<'_, R>], ids: &'a [Ids<'b>]) -> SmallVec<[Item<'a>; 4]> {
     pending.iter().zip(ids).map(|(p, ids)| item_of(p, ids)).collect()
 }
 
@@ -782,7 +782,7 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
     async fn decide_staged(
         &self,
         pending: &[Pending<'_, R>],
-        ids: &[SmallVec<[&str; 3]>],
+        ids: &[Ids<'_>],
         now: Timestamp,
     ) -> Result<Outcome, StorageError> {
         let mut states: SmallVec<[Option<LimitState>; 4]> = pending.iter().map(|_| None).collect();
@@ -1125,7 +1125,7 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
         pending: &'a [Pending<'_, R>],
         owned_keys: &'a [Option<String>],
         key: &'a str,
-    ) -> SmallVec<[SmallVec<[&'a str; 3]>; 4]> {
+    ) -> SmallVec<[Ids<'a>; 4]> {
         let prefix = self.inner.key_prefix.as_deref();
         pending
             .iter()
@@ -1206,7 +1206,7 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
         &self,
         cx: &Context<'_, R>,
         pending: &'p [Pending<'l, R>],
-        ids: &[SmallVec<[&str; 3]>],
+        ids: &[Ids<'_>],
         outcome: &Outcome,
     ) -> (Decision, Option<MetaCount<'l, R>>) {
         let shared = &*self.inner;
@@ -1628,19 +1628,25 @@ pub(crate) fn base_scope<'l, R>(decl: &'l Limit<R>, kind: Kind, endpoint: &'l st
 
 /// A limit's storage identifiers: `[prefix,] client, scope`; meta limits
 /// skip the prefix.
-pub(crate) fn identifiers<'a>(
-    prefix: Option<&'a str>,
-    kind: Kind,
-    key: &'a str,
-    scope: &'a str,
-) -> SmallVec<[&'a str; 3]> {
-    let mut ids = SmallVec::new();
-    if kind != Kind::Meta
-        && let Some(prefix) = prefix
-    {
-        ids.push(prefix);
+pub(crate) fn identifiers<'a>(prefix: Option<&'a str>, kind: Kind, key: &'a str, scope: &'a str) -> Ids<'a> {
+    match prefix {
+        Some(prefix) if kind != Kind::Meta => Ids { ids: [prefix, key, scope], len: 3 },
+        _ => Ids { ids: [key, scope, ""], len: 2 },
     }
-    ids.push(key);
-    ids.push(scope);
-    ids
+}
+
+/// A limit's storage identifiers, `[prefix,] client, scope`: a plain array,
+/// built and read on every request without a collection's bookkeeping.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ids<'a> {
+    ids: [&'a str; 3],
+    len: u8,
+}
+
+impl<'a> std::ops::Deref for Ids<'a> {
+    type Target = [&'a str];
+
+    fn deref(&self) -> &[&'a str] {
+        self.ids.get(..usize::from(self.len)).unwrap_or_default()
+    }
 }
