@@ -843,11 +843,11 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
             return;
         }
         self.resolve_declared(request, plan, filtered, fallback, pending);
-        if let Some((endpoint, plan)) = recordable
+        if let Some((_, plan)) = recordable
             && plan.resolved.get().is_none()
         {
             // Another thread may have recorded the same list meanwhile.
-            let _ = plan.resolved.set(self.record(plan, endpoint, pending));
+            let _ = plan.resolved.set(self.record(plan, pending));
         }
     }
 
@@ -933,9 +933,9 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
         }
     }
 
-    /// `pending` as resolved on `plan`'s route for `endpoint`, to reuse on
-    /// later requests; `None` if another request could resolve otherwise.
-    fn record(&self, plan: &Plan<R>, endpoint: &str, pending: &[Pending<'_, R>]) -> Option<Box<[Resolved]>> {
+    /// `pending` as resolved on `plan`'s route, to reuse on later requests;
+    /// `None` if another request could resolve otherwise.
+    fn record(&self, plan: &Plan<R>, pending: &[Pending<'_, R>]) -> Option<Box<[Resolved]>> {
         let shared = &*self.inner;
         let lists = [
             plan.application.then_some(&shared.application),
@@ -950,11 +950,14 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
             .iter()
             .map(|p| {
                 let index = self.declarations(p.kind, plan).iter().position(|d| std::ptr::eq(d, p.decl))?;
-                // The endpoint itself, by address: a route without a name
-                // has the matched path of each request.
-                let scope = match &p.scope {
-                    Cow::Borrowed(s) if std::ptr::eq(*s, endpoint) => None,
-                    other => Some(Box::from(&**other)),
+                // A route or default limit without a scope of its own counts
+                // under the endpoint, which on a route without a name is each
+                // request's matched path (decided by the declaration: a path
+                // may be spelled like another scope, `global` or `meta`).
+                let scope = if matches!(p.kind, Kind::Meta | Kind::Application) || p.decl.scope.is_some() {
+                    Some(Box::from(&*p.scope))
+                } else {
+                    None
                 };
                 Some(Resolved {
                     kind: p.kind,

@@ -1069,7 +1069,8 @@ fn a_recorded_resolution_decides_as_resolving_from_the_declarations() {
     let [(recording, recording_clock), (resolving, resolving_clock)] = resolution_twins();
     // Unregistered paths under the group and outside it are counted by their
     // own path: one recorded resolution serves paths with different scopes.
-    let paths = ["/search", "/feed", "/login", "/free", "/api/items", "/api/other", "/elsewhere", "/other"];
+    // `global` and `meta` are spelled like the application and meta scopes.
+    let paths = ["/search", "/feed", "/login", "/free", "/api/items", "/api/other", "/elsewhere", "global", "meta"];
     let mut refused = 0;
     for step in 0..120 {
         let route = paths[step % paths.len()];

@@ -272,9 +272,11 @@ struct Locked<'t, V> {
 }
 
 impl<'t, V: Expiring> Locked<'t, V> {
-    fn new(table: &'t Table<V>, ids: &[u64]) -> Self {
-        let mut indexes: SmallVec<[usize; 4]> = ids.iter().map(|&id| table.shard_index(id)).collect();
-        indexes.sort_unstable();
+    fn new(table: &'t Table<V>, shards: &[usize]) -> Self {
+        let mut indexes: SmallVec<[usize; 4]> = SmallVec::from_slice(shards);
+        if !indexes.is_sorted() {
+            indexes.sort_unstable();
+        }
         indexes.dedup();
         let guards = indexes.into_iter().filter_map(|i| table.lock(i).map(|g| (i, g))).collect();
         Locked { guards }
@@ -308,7 +310,7 @@ fn decide<S: Algorithm>(inner: &Inner, batch: &Batch<'_>) -> Outcome {
     }
     let ids: SmallVec<[u64; 4]> = batch.items.iter().map(|item| key_id_of(inner, &item.limit, &item.key)).collect();
     let shards: SmallVec<[usize; 4]> = ids.iter().map(|&id| table.shard_index(id)).collect();
-    let mut locked = Locked::new(table, &ids);
+    let mut locked = Locked::new(table, &shards);
     let mut outcome = Outcome::with_capacity(batch.items.len());
     let items = batch.items.iter().zip(ids.iter().copied().zip(shards.iter().copied()));
     let (peek_all, stop) = match batch.mode {
