@@ -62,6 +62,9 @@ async fn a_hung_server_times_out_and_recovers() {
     assert!(limiter.hit(&limit, &["hung"], 1).await.unwrap());
     let pid = server.0.pid().to_string();
     signal("STOP", &pid);
+    // `kill` returns once the signal is sent; a server thread already
+    // running may still answer until every thread has stopped.
+    wait_until_stopped(&pid);
     let started = Instant::now();
     let err = limiter.hit(&limit, &["hung"], 1).await.unwrap_err();
     let waited = started.elapsed();
@@ -77,6 +80,26 @@ async fn a_hung_server_times_out_and_recovers() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(back, "calls succeed again once the server answers");
+}
+
+/// Waits until every thread of `pid` is stopped (state `T` in
+/// `/proc/<pid>/task/*/stat`), for at most five seconds; without `/proc`
+/// (not Linux) it cannot tell and returns at once.
+#[cfg(unix)]
+fn wait_until_stopped(pid: &str) {
+    let stopped = || {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return true };
+        tasks.flatten().all(|task| {
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            // The state follows the command name, which is in parentheses.
+            stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('T'))
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !stopped() {
+        assert!(Instant::now() < deadline, "memcached ({pid}) did not stop on SIGSTOP");
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// Sends `SIGname` to `pid` with the shell's `kill`.
