@@ -58,19 +58,16 @@ struct HeaderNames(&'static ParsedNames);
 #[derive(Debug)]
 struct ParsedNames {
     settings: HeaderSettings,
-    /// Each of `settings.names()`, parsed, by position.
+    /// Each of `settings.names()`, parsed, by index.
     parsed: [Option<HeaderName>; 6],
-    retry_after: Option<HeaderName>,
 }
 
-/// `X-RateLimit-Remaining`'s index in [`HeaderSettings::names`].
-const REMAINING: usize = 1;
-
 thread_local! {
-    /// The header values of the numbers this thread rendered last, by
-    /// the header's index in [`HeaderSettings::names`]: the limit, the reset time and `Retry-After` stay the same
-    /// from one response to the next (for a second at least), so most
-    /// responses share these values instead of allocating new ones.
+    /// The header values of the numbers this thread rendered last, by the
+    /// header's index in [`HeaderSettings::names`]: the limit, the reset
+    /// time and `Retry-After` stay the same from one response to the next
+    /// (for a second at least), so most responses share these values
+    /// instead of allocating new ones.
     static RECENT: std::cell::RefCell<[Option<(u64, HeaderValue)>; 4]> =
         const { std::cell::RefCell::new([const { None }; 4]) };
 }
@@ -123,11 +120,8 @@ impl HeaderNames {
             let text: &'static str = Box::leak(parsed.as_str().to_owned().into_boxed_str());
             Some(HeaderName::from_static(text))
         };
-        let names: &'static ParsedNames = Box::leak(Box::new(ParsedNames {
-            settings: settings.clone(),
-            parsed: settings.names().map(parse),
-            retry_after: parse(&settings.retry_after),
-        }));
+        let names: &'static ParsedNames =
+            Box::leak(Box::new(ParsedNames { settings: settings.clone(), parsed: settings.names().map(parse) }));
         interned.push(names);
         HeaderNames(names)
     }
@@ -151,7 +145,7 @@ impl HeaderNames {
         state.for_each(&names.settings, |index, _, value| {
             let value = match value.as_number() {
                 // The remaining count changes on every response: no cache.
-                Some(n) if index == REMAINING => fresh_number(n),
+                Some(n) if index == HeaderSettings::REMAINING => fresh_number(n),
                 Some(n) => number_value(index, n),
                 // Text (a date, the IETF fields): its buffer is taken as is.
                 None => HeaderValue::try_from(value.into_string()).ok(),
@@ -184,7 +178,7 @@ impl HeaderNames {
                 entry.insert(value);
             }
             Entry::Occupied(mut entry) => {
-                if Some(entry.key()) == self.0.retry_after.as_ref()
+                if self.0.parsed.get(HeaderSettings::RETRY_AFTER).is_some_and(|name| name.as_ref() == Some(entry.key()))
                     && let Ok(existing) = entry.get().to_str()
                     && let Ok(ours) = value.to_str()
                     && later_retry_after(existing, ours, std::time::SystemTime::now()) == existing

@@ -833,7 +833,7 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
         // copied, when nothing of it depends on the request (see
         // `resolved`); filtered requests and the fallback resolve apart.
         let recordable = match plan {
-            Some((path, plan)) if !filtered && !fallback => Some((plan.name.as_deref().unwrap_or(path), plan)),
+            Some((path, plan)) if !filtered && !fallback => Some((plan.endpoint(path), plan)),
             _ => None,
         };
         if let Some((endpoint, plan)) = recordable
@@ -868,7 +868,7 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
         if let Some((path, plan)) = plan
             && !filtered
         {
-            let endpoint: &'l str = plan.name.as_deref().unwrap_or(path);
+            let endpoint: &'l str = plan.endpoint(path);
             // Flask-Limiter orders by window unit only (multiples ignored), stably.
             let by_window = |p: &Pending<'l, R>| p.limit.granularity().seconds();
             if fallback {

@@ -44,6 +44,14 @@ pub(crate) struct Plan<R> {
     pub(crate) resolved: OnceLock<Option<Box<[Resolved]>>>,
 }
 
+impl<R> Plan<R> {
+    /// Flask-Limiter's endpoint on this route: its name, else the matched
+    /// `path` (the scope of its limits, in storage keys).
+    pub(crate) fn endpoint<'a>(&'a self, path: &'a str) -> &'a str {
+        self.name.as_deref().unwrap_or(path)
+    }
+}
+
 /// Every plan of a limiter.
 pub(crate) struct Plans<R> {
     by_path: FastMap<String, Arc<Plan<R>>>,

@@ -48,7 +48,22 @@ pub struct HeaderSettings {
 }
 
 impl HeaderSettings {
-    /// Every header name these settings may send.
+    /// `X-RateLimit-Limit`'s index in [`names`](Self::names) (and in
+    /// [`HeaderState::for_each`]).
+    pub const LIMIT: usize = 0;
+    /// `X-RateLimit-Remaining`'s index in [`names`](Self::names).
+    pub const REMAINING: usize = 1;
+    /// `X-RateLimit-Reset`'s index in [`names`](Self::names).
+    pub const RESET: usize = 2;
+    /// `Retry-After`'s index in [`names`](Self::names).
+    pub const RETRY_AFTER: usize = 3;
+    /// The IETF policy field's index in [`names`](Self::names).
+    pub const IETF_POLICY: usize = 4;
+    /// The IETF state field's index in [`names`](Self::names).
+    pub const IETF_STATE: usize = 5;
+
+    /// Every header name these settings may send, by index
+    /// ([`LIMIT`](Self::LIMIT) to [`IETF_STATE`](Self::IETF_STATE)).
     pub fn names(&self) -> [&Arc<str>; 6] {
         [&self.limit, &self.remaining, &self.reset, &self.retry_after, &self.ietf_policy, &self.ietf_state]
     }
@@ -393,9 +408,9 @@ impl HeaderState {
         // Flask-Limiter: X-RateLimit-Reset is int(reset_time + 1).
         let reset_header = shown.reset_at.as_secs() + 1;
         if settings.enabled {
-            emit(0, HeaderText::number(shown.limit.amount()));
-            emit(1, HeaderText::number(shown.remaining));
-            emit(2, HeaderText::number(reset_header));
+            emit(HeaderSettings::LIMIT, HeaderText::number(shown.limit.amount()));
+            emit(HeaderSettings::REMAINING, HeaderText::number(shown.remaining));
+            emit(HeaderSettings::RESET, HeaderText::number(reset_header));
             let retry_at = match (limited, shown.retry_at) {
                 (true, Some(at)) => at,
                 _ => Timestamp::from_secs(reset_header),
@@ -413,13 +428,13 @@ impl HeaderState {
                 RetryAfterFormat::DeltaSeconds if limited => HeaderText::number(retry_seconds(retry_at, now)),
                 RetryAfterFormat::DeltaSeconds => HeaderText::number(retry_at.saturating_duration_since(now).as_secs()),
             };
-            emit(3, value);
+            emit(HeaderSettings::RETRY_AFTER, value);
         }
         if settings.ietf {
             let policies = self.policies.as_deref().unwrap_or_default();
             let policy =
                 policies.iter().map(|l| format!("\"{}\";q={};w={}", policy_name(l), l.amount(), l.window_secs()));
-            emit(4, HeaderText::text(policy.collect::<Vec<_>>().join(", ")));
+            emit(HeaderSettings::IETF_POLICY, HeaderText::text(policy.collect::<Vec<_>>().join(", ")));
             let until = match (limited, shown.retry_at) {
                 (true, Some(at)) => retry_seconds(at, now),
                 _ => shown
@@ -430,7 +445,10 @@ impl HeaderState {
                     .try_into()
                     .unwrap_or(0),
             };
-            emit(5, HeaderText::text(format!("\"{}\";r={};t={until}", policy_name(&shown.limit), shown.remaining)));
+            emit(
+                HeaderSettings::IETF_STATE,
+                HeaderText::text(format!("\"{}\";r={};t={until}", policy_name(&shown.limit), shown.remaining)),
+            );
         }
     }
 

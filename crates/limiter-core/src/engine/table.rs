@@ -317,7 +317,7 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
     fn describe(&self, path: &str, name: Option<&String>, plan: &Arc<Plan<R>>) -> RouteInfo {
         let shared = &*self.inner;
         let shadow = shared.shadow;
-        let endpoint = plan.name.as_deref().unwrap_or(path);
+        let endpoint = plan.endpoint(path);
         let info = |decls: &[Limit<R>], origin: Origin, kind: Kind| -> Vec<LimitInfo> {
             decls.iter().map(|d| LimitInfo::new(d, origin.clone(), kind, endpoint, shadow)).collect()
         };
