@@ -521,6 +521,68 @@ fn pick<'e, 'p, 'l, R>(breaches: &[&'e Evaluated<'p, 'l, R>], first: bool) -> Op
         .copied()
 }
 
+/// The limit the headers of a request no limit refused describe: the first
+/// not shared, else the first, of Flask-Limiter's last pass (the route's
+/// own, on a route with limits of its own), else the first of all.
+fn shown_unbreached<'p, 'l, R>(
+    evaluated: impl Iterator<Item = Evaluated<'p, 'l, R>> + Clone,
+) -> Option<Evaluated<'p, 'l, R>> {
+    let find = |last_pass: bool, unshared: bool| {
+        evaluated
+            .clone()
+            .find(move |(_, p, _)| p.kind != Kind::Meta && (!last_pass || !p.first_pass) && (!unshared || !p.shared()))
+    };
+    find(true, true).or_else(|| find(true, false)).or_else(|| find(false, false))
+}
+
+/// The limits deducted after the response (`deduct_when`), meta limits
+/// aside.
+fn deferred_of<'p, 'l: 'p, R: 'l>(
+    evaluated: impl Iterator<Item = Evaluated<'p, 'l, R>>,
+    ids: &[Ids<'_>],
+) -> Vec<Deferred> {
+    evaluated
+        .filter(|(_, p, _)| p.kind != Kind::Meta)
+        .filter_map(|(i, p, _)| {
+            let when = p.decl.deduct_when.as_ref()?;
+            Some(Deferred {
+                limit: p.limit,
+                identifiers: ids.get(i)?.iter().map(|s| (*s).to_owned()).collect(),
+                cost: p.cost,
+                when: Arc::clone(when),
+            })
+        })
+        .collect()
+}
+
+/// The limits handlers see (meta limits aside), each with its identifiers.
+fn request_limits<'p, 'l: 'p, R: 'l>(
+    evaluated: impl Iterator<Item = Evaluated<'p, 'l, R>>,
+    ids: &[Ids<'_>],
+) -> Arc<[RequestLimit]> {
+    // One allocation: the list's length is known up front (an `Arc<[_]>`
+    // collected from a filter would be built in a `Vec` and copied).
+    let listed: SmallVec<[Evaluated<'p, 'l, R>; 4]> = evaluated.filter(|(_, p, _)| p.kind != Kind::Meta).collect();
+    // Most limits of a request share their identifiers: copied, not built
+    // again.
+    let mut last: Option<(&[&str], Identifiers)> = None;
+    listed
+        .iter()
+        .map(|(i, p, s)| {
+            let ids = ids.get(*i).map_or(&[][..], |v| &v[..]);
+            let identifiers = match &last {
+                Some((last_ids, made)) if same(last_ids, ids) => made.clone(),
+                _ => {
+                    let made = Identifiers::new(ids);
+                    last = Some((ids, made.clone()));
+                    made
+                }
+            };
+            RequestLimit::new(p.limit, identifiers, s, p.shared(), p.shadow)
+        })
+        .collect()
+}
+
 /// One limit to evaluate for this request, before storage keys exist.
 struct Pending<'l, R> {
     limit: RateLimit,
@@ -1214,6 +1276,9 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
     ) -> (Decision, Option<MetaCount<'l, R>>) {
         let shared = &*self.inner;
         let (request, key, route, now) = (cx.request, cx.key, cx.route, cx.now);
+        if let Some(decision) = self.all_allowed(cx, pending, ids, outcome) {
+            return (decision, None);
+        }
         let evaluated: SmallVec<[Evaluated<'p, 'l, R>; 4]> =
             pending.iter().enumerate().filter_map(|(i, p)| outcome.get(i).map(|s| (i, p, *s))).collect();
         let breached = |shadow: bool| -> SmallVec<[&Evaluated<'p, 'l, R>; 4]> {
@@ -1229,72 +1294,18 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
         }
         // Flask-Limiter defers the limits its loop reached (it stops at the
         // first breach), and none when a meta limit refused before the loop.
-        let deferred: Vec<Deferred> = evaluated
-            .iter()
-            .filter(|(_, p, _)| meta_breach.is_none() && p.kind != Kind::Meta)
-            .filter_map(|(i, p, _)| {
-                let when = p.decl.deduct_when.as_ref()?;
-                Some(Deferred {
-                    limit: p.limit,
-                    identifiers: ids.get(*i)?.iter().map(|s| (*s).to_owned()).collect(),
-                    cost: p.cost,
-                    when: Arc::clone(when),
-                })
-            })
-            .collect();
-        // Handlers see every limit's identifiers; the limits take one
-        // allocation (listed first: an `Arc<[_]>` collected from a filter
-        // would be built in a `Vec` and copied).
-        let listed: SmallVec<[&Evaluated<'p, 'l, R>; 4]> =
-            evaluated.iter().filter(|(_, p, _)| p.kind != Kind::Meta).collect();
-        // Most limits of a request share their identifiers: copied, not
-        // built again.
-        let mut last: Option<(&[&str], Identifiers)> = None;
-        let limits: Arc<[RequestLimit]> = listed
-            .iter()
-            .map(|(i, p, s)| {
-                let ids = ids.get(*i).map_or(&[][..], |v| &v[..]);
-                let identifiers = match &last {
-                    Some((last_ids, made)) if same(last_ids, ids) => made.clone(),
-                    _ => {
-                        let made = Identifiers::new(ids);
-                        last = Some((ids, made.clone()));
-                        made
-                    }
-                };
-                RequestLimit::new(p.limit, identifiers, s, p.shared(), p.shadow)
-            })
-            .collect();
+        let deferred = if meta_breach.is_none() { deferred_of(evaluated.iter().copied(), ids) } else { Vec::new() };
+        let limits = request_limits(evaluated.iter().copied(), ids);
         // The limit the headers describe, picked as enforcement picks it:
         // among the enforced breaches, else among the shadow ones (so that
-        // shadow mode shows what enforcing would show); else the first not
-        // shared, else the first, of Flask-Limiter's last pass (the route's
-        // own, on a route with limits of its own).
+        // shadow mode shows what enforcing would show); else as on an
+        // allowed request.
         let first = shared.fail_on_first_breach;
-        let unbreached = |last_pass: bool, unshared: bool| {
-            evaluated.iter().find(move |(_, p, _)| {
-                p.kind != Kind::Meta && (!last_pass || !p.first_pass) && (!unshared || !p.shared())
-            })
-        };
         let shown = pick(&breaches, first)
             .or_else(|| pick(&shadow_breaches, first))
-            .or_else(|| unbreached(true, true))
-            .or_else(|| unbreached(true, false))
-            .or_else(|| unbreached(false, false));
-        // `None` when the limiter sends no headers at all.
-        let header_state = |limited: bool| {
-            if !shared.headers.enabled && !shared.headers.ietf {
-                return None;
-            }
-            let (_, p, s) = shown?;
-            let values =
-                HeaderValues { limit: p.limit, remaining: s.remaining, reset_at: s.reset_at, retry_at: s.retry_at };
-            let policies = shared
-                .headers
-                .ietf
-                .then(|| evaluated.iter().filter(|(_, p, _)| p.kind != Kind::Meta).map(|(_, p, _)| p.limit).collect());
-            Some(HeaderState::new(values, limited, now, policies))
-        };
+            .copied()
+            .or_else(|| shown_unbreached(evaluated.iter().copied()));
+        let header_state = |limited: bool| self.header_state(shown, limited, now, evaluated.iter().copied());
         let shown_limit = shown.map(|(_, p, _)| &p.limit);
         for (_, p, _) in &shadow_breaches {
             tracing::warn!(key, limit = %p.limit, route = route.unwrap_or(UNMATCHED), scope = %p.scope,
@@ -1375,6 +1386,51 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
         let decision = Decision::new(Verdict::Limited, limits, None, Some(rejection), deferred);
         let decision = if shadow_breaches.is_empty() { decision } else { decision.mark_shadow_limited() };
         (decision, meta)
+    }
+
+    /// The decision when every limit allowed the request, none in shadow
+    /// mode breached, and every limit was evaluated: the common case, without
+    /// the breach lists; `None` otherwise.
+    fn all_allowed(
+        &self,
+        cx: &Context<'_, R>,
+        pending: &[Pending<'_, R>],
+        ids: &[Ids<'_>],
+        outcome: &Outcome,
+    ) -> Option<Decision> {
+        let states = outcome.states();
+        if states.len() != pending.len() || !states.iter().all(|s| s.is_some_and(|s| s.allowed)) {
+            return None;
+        }
+        let evaluated = || pending.iter().zip(states).enumerate().filter_map(|(i, (p, s))| Some((i, p, (*s)?)));
+        let limits = request_limits(evaluated(), ids);
+        let shown = shown_unbreached(evaluated());
+        let headers = self.header_state(shown, false, cx.now, evaluated());
+        tracing::debug!(key = cx.key, limits = limits.len(), "rate limit passed");
+        metrics::decision(cx.route, shown.map(|(_, p, _)| &p.limit), metrics::ALLOWED);
+        Some(Decision::new(Verdict::Allowed, limits, headers, None, deferred_of(evaluated(), ids)))
+    }
+
+    /// The headers' state for the limit `shown`; `None` when the limiter
+    /// sends no headers at all.
+    fn header_state<'p, 'l: 'p>(
+        &self,
+        shown: Option<Evaluated<'p, 'l, R>>,
+        limited: bool,
+        now: Timestamp,
+        evaluated: impl Iterator<Item = Evaluated<'p, 'l, R>>,
+    ) -> Option<HeaderState> {
+        let settings = &self.inner.headers;
+        if !settings.enabled && !settings.ietf {
+            return None;
+        }
+        let (_, p, s) = shown?;
+        let values =
+            HeaderValues { limit: p.limit, remaining: s.remaining, reset_at: s.reset_at, retry_at: s.retry_at };
+        let policies = settings
+            .ietf
+            .then(|| evaluated.filter(|(_, p, _)| p.kind != Kind::Meta).map(|(_, p, _)| p.limit).collect());
+        Some(HeaderState::new(values, limited, now, policies))
     }
 
     /// Counts a breach against the meta limits (cost 1 each); with
