@@ -1,4 +1,4 @@
-//! The axum hello-world three ways, for a wrk run side by side:
+//! The axum hello-world in several modes, for a wrk run side by side:
 //!
 //! `bench-http-server MODE PORT` with MODE one of
 //! - `bare`: no rate limiting;
@@ -18,7 +18,8 @@
 //! The limits are set high enough that every request is allowed, so the
 //! allow path is what is measured (wrk's connections all come from
 //! 127.0.0.1, one client). Add `deny` as a third argument to set them so low
-//! that almost every request is refused instead.
+//! that almost every request is refused instead (the limiter and governor
+//! modes; the others limit nothing).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -38,7 +39,9 @@ fn app() -> Router {
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let (Some(mode), Some(port)) = (args.get(1), args.get(2).and_then(|p| p.parse::<u16>().ok())) else {
-        eprintln!("usage: bench-http-server bare|limiter|governor PORT [deny]");
+        eprintln!(
+            "usage: bench-http-server MODE PORT [deny]; MODE: bare, empty-layer, headers-only, limiter, limiter-noheaders, governor, governor-noheaders"
+        );
         return ExitCode::FAILURE;
     };
     let deny = args.get(3).is_some_and(|a| a == "deny");

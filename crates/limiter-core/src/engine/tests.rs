@@ -806,6 +806,37 @@ mod flask_parity {
     }
 
     #[test]
+    fn on_a_route_with_limits_of_its_own_the_headers_show_them_even_shared() {
+        // The application limit is decided first (Flask-Limiter's
+        // `before_request`); the headers show the route's own limit, shared
+        // or not, as Flask-Limiter's last pass does.
+        for (limiter, _, path) in on_both(|b| {
+            b.application_limits("10/second")
+                .route(Route::new("r").path("/r").limit(Limit::new("100/hour").shared("s")))
+        }) {
+            let d = check(&limiter, &get("/r"));
+            assert_eq!(d.verdict(), Verdict::Allowed, "{path}");
+            assert_eq!(header(&limiter, &d, "X-RateLimit-Limit").as_deref(), Some("100"), "{path}");
+            assert_eq!(d.limits().len(), 2, "{path}");
+        }
+    }
+
+    #[test]
+    fn meta_limits_are_neither_listed_nor_announced_on_an_allowed_request() {
+        let ietf = super::super::HeaderSettings { ietf: true, ..super::super::HeaderSettings::default() };
+        for (limiter, _, path) in on_both(|b| b.headers(ietf.clone()).meta_limits("1/day").default_limits("5/minute")) {
+            let d = check(&limiter, &get("/x"));
+            assert_eq!(d.verdict(), Verdict::Allowed, "{path}");
+            assert_eq!(d.limits().len(), 1, "{path}: only the default limit");
+            assert_eq!(
+                header(&limiter, &d, "RateLimit-Policy").as_deref(),
+                Some("\"5-per-1-minute\";q=5;w=60"),
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
     fn a_meta_breach_counts_nothing_even_when_counting_every_limit() {
         for (limiter, clock, path) in
             on_both(|b| b.meta_limits("1/day").fail_on_first_breach(false).default_limits("5/minute"))
