@@ -37,7 +37,7 @@ run() { # mode port -> requests/s
   "${client_cpu[@]}" wrk -t1 -c"$connections" -d2s "http://127.0.0.1:$2/" >/dev/null # warm-up
   local rps
   rps=$("${client_cpu[@]}" wrk -t1 -c"$connections" -d"${secs}s" "http://127.0.0.1:$2/" | awk '/Requests\/sec/ {print $2}')
-  kill "$pid"
+  kill "$pid" 2>/dev/null || true # gone already if it failed to start
   wait "$pid" 2>/dev/null || true
   echo "$rps"
 }
@@ -50,6 +50,10 @@ for round in $(seq "$rounds"); do
   for mode in ${MODES:-bare limiter governor}; do
     port=$((port + 1))
     rps=$(run "$mode" "$port")
+    if [ -z "$rps" ]; then
+      echo "bench-http.sh: no result for mode $mode (did the server start? see its message above)" >&2
+      exit 1
+    fi
     echo "round $round $mode: $rps req/s"
     echo "$round $mode $rps" >>"$results"
   done
