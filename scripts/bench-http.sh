@@ -72,7 +72,10 @@ mean = {m: statistics.mean(x[m] for x in rounds.values()) for m in modes}
 print("mean req/s: " + ", ".join(f"{m} {mean[m]:.0f}" for m in modes))
 def ratios(a, b):
     return [x[a] / x[b] for x in rounds.values()]
-for a, b in [(m, "bare") for m in modes if m != "bare"] + [("limiter", "governor")]:
+# Besides bare: the limiter against tower_governor, and like for like
+# (both without headers; against a layer writing the same four headers).
+pairs = [("limiter", "governor"), ("limiter-noheaders", "governor-noheaders"), ("limiter", "headers-only")]
+for a, b in [(m, "bare") for m in modes if m != "bare"] + pairs:
     if a in modes and b in modes:
         r = ratios(a, b)
         print(f"{a} / {b}: median {statistics.median(r):.3f}; rounds " + " ".join(f"{v:.3f}" for v in r))
