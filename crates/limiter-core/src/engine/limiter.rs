@@ -450,6 +450,19 @@ struct Context<'a, R> {
     now: Timestamp,
 }
 
+/// A request's route, found before its limits are resolved.
+struct Found<'l, R> {
+    /// The matched path and its plan.
+    plan: Option<(&'l str, &'l Arc<Plan<R>>)>,
+    /// The route as metrics and logs name it.
+    route: Option<&'l str>,
+    /// A request filter exempts the request from everything but the meta
+    /// limits.
+    filtered: bool,
+    /// The storage is down and the in-memory fallback limits apply.
+    fallback: bool,
+}
+
 /// Why a request needs no storage call.
 enum Early<'l> {
     /// No limit applies.
@@ -563,13 +576,23 @@ fn request_limits<'p, 'l: 'p, R: 'l>(
     // One allocation: the list's length is known up front (an `Arc<[_]>`
     // collected from a filter would be built in a `Vec` and copied).
     let listed: SmallVec<[Evaluated<'p, 'l, R>; 4]> = evaluated.filter(|(_, p, _)| p.kind != Kind::Meta).collect();
+    limit_list(listed.iter().map(|(i, p, s)| {
+        let ids = ids.get(*i).map_or(&[][..], |v| &v[..]);
+        (ids, p.limit, *s, p.shared(), p.shadow)
+    }))
+}
+
+/// The list of limits handlers see, from each limit's identifiers, limit,
+/// state and shared and shadow flags. Collected from an iterator of known
+/// length: an `Arc<[_]>` then takes one allocation.
+fn limit_list<'a>(
+    limits: impl Iterator<Item = (&'a [&'a str], RateLimit, LimitState, bool, bool)>,
+) -> Arc<[RequestLimit]> {
     // Most limits of a request share their identifiers: copied, not built
     // again.
     let mut last: Option<(&[&str], Identifiers)> = None;
-    listed
-        .iter()
-        .map(|(i, p, s)| {
-            let ids = ids.get(*i).map_or(&[][..], |v| &v[..]);
+    limits
+        .map(|(ids, limit, state, shared, shadow)| {
             let identifiers = match &last {
                 Some((last_ids, made)) if same(last_ids, ids) => made.clone(),
                 _ => {
@@ -578,7 +601,7 @@ fn request_limits<'p, 'l: 'p, R: 'l>(
                     made
                 }
             };
-            RequestLimit::new(p.limit, identifiers, s, p.shared(), p.shadow)
+            RequestLimit::new(limit, identifiers, &state, shared, shadow)
         })
         .collect()
 }
@@ -702,8 +725,11 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
         if let Some(decision) = self.check_now(request) {
             return decision;
         }
+        let Some(found) = self.find(request) else {
+            return Decision::exempt();
+        };
         let mut pending = SmallVec::new();
-        let (route, key) = match self.begin(request, &mut pending) {
+        let (route, key) = match self.begin(request, &found, &mut pending) {
             Ok(begun) => begun,
             Err(early) => return self.early(early, request),
         };
@@ -742,8 +768,14 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
         if !self.inner.storage.immediate() {
             return None;
         }
+        let Some(found) = self.find(request) else {
+            return Some(Decision::exempt());
+        };
+        if let Some(decision) = self.check_direct(request, &found) {
+            return Some(decision);
+        }
         let mut pending = SmallVec::new();
-        let (route, key) = match self.begin(request, &mut pending) {
+        let (route, key) = match self.begin(request, &found, &mut pending) {
             Ok(begun) => begun,
             Err(early) => return Some(self.early(early, request)),
         };
@@ -769,15 +801,110 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
             Err(e) => return Some(self.storage_failure(&e, request, route, only_shadow(&pending))),
         };
         let context = Context { request, key: &key, route, now };
-        let (decision, meta) = self.conclude(&context, &pending, &ids, &outcome);
+        Some(self.conclude_now(&context, &pending, &ids, &outcome))
+    }
+
+    /// What deciding `pending`, a recorded resolution, directly takes (see
+    /// [`Direct`](super::resolved::Direct)); `None` when a limit needs the
+    /// general path: a meta limit (only tested), a key of its own, a
+    /// `deduct_when`, shadow mode, an empty scope, or a pass of its own
+    /// (application limits decided apart when counting every limit).
+    fn direct_of(&self, pending: &[Pending<'_, R>]) -> Option<super::resolved::Direct> {
+        let shared = &*self.inner;
+        let plain = |p: &Pending<'_, R>| {
+            p.kind != Kind::Meta
+                && p.key.is_none()
+                && p.decl.deduct_when.is_none()
+                && !p.shadow
+                && !p.scope.is_empty()
+                && (shared.fail_on_first_breach || !p.first_pass)
+        };
+        if pending.is_empty() || !pending.iter().all(plain) {
+            return None;
+        }
+        // The choice reads only the limits, not their states.
+        let any_state = LimitState::allowed(0, Timestamp::from_secs(0));
+        let shown = shown_unbreached(pending.iter().enumerate().map(|(i, p)| (i, p, any_state)))?.0;
+        let policies = shared.headers.ietf.then(|| pending.iter().map(|p| p.limit).collect());
+        Some(super::resolved::Direct { shown, policies })
+    }
+
+    /// A request of a route whose recorded resolution allows it (see
+    /// [`Direct`](super::resolved::Direct)): the storage decides the
+    /// recorded limits, and an allowed request is answered without the
+    /// general resolution and conclusion (a refused one is concluded from
+    /// the replayed resolution, as usual). `None` when that does not apply:
+    /// the caller then decides as usual.
+    fn check_direct(&self, request: &R, found: &Found<'_, R>) -> Option<Decision> {
+        let shared = &*self.inner;
+        let (Some((path, plan)), Some(route), false, false) = (found.plan, found.route, found.filtered, found.fallback)
+        else {
+            return None;
+        };
+        let (Some(Some(direct)), Some(Some(resolved))) = (plan.direct.get(), plan.resolved.get()) else {
+            return None;
+        };
+        let endpoint = plan.endpoint(path);
+        // A missing or empty key, or an empty scope, is reported by the
+        // usual path.
+        let key = shared.key.0.extract(request).ok()?;
+        if key.is_empty() || endpoint.is_empty() {
+            return None;
+        }
+        let prefix = shared.key_prefix.as_deref();
+        let ids: SmallVec<[Ids<'_>; 4]> = resolved
+            .iter()
+            .map(|r| identifiers(prefix, r.kind, &key, r.scope.as_deref().unwrap_or(endpoint)))
+            .collect();
+        let items: SmallVec<[Item<'_>; 4]> =
+            resolved.iter().zip(&ids).map(|(r, ids)| Item::new(r.limit, Key::new(ids)).with_cost(r.cost)).collect();
+        let now = shared.clock.now();
+        let outcome = match self.run_now(&items, self.mode(), now) {
+            Ok(outcome) => outcome,
+            Err(e) => return Some(self.storage_failure(&e, request, Some(route), false)),
+        };
+        let states = outcome.states();
+        if states.len() != resolved.len() || !states.iter().all(|s| s.is_some_and(|s| s.allowed)) {
+            let mut pending = SmallVec::new();
+            self.replay(plan, resolved, endpoint, &mut pending);
+            let context = Context { request, key: &key, route: Some(route), now };
+            return Some(self.conclude_now(&context, &pending, &ids, &outcome));
+        }
+        // Every state is there (checked above); the fallback is never taken,
+        // and keeps the list's length known, so that it takes one allocation.
+        let state_of =
+            |r: &Resolved, s: &Option<LimitState>| s.unwrap_or_else(|| LimitState::allowed(r.limit.amount(), now));
+        let listed = resolved.iter().zip(&ids).zip(states);
+        let limits = limit_list(listed.map(|((r, ids), s)| (&ids[..], r.limit, state_of(r, s), r.shared, false)));
+        let shown = resolved.get(direct.shown).zip(states.get(direct.shown)).map(|(r, s)| (r, state_of(r, s)));
+        let headers = if shared.headers.enabled || shared.headers.ietf {
+            shown.map(|(r, s)| HeaderState::new(HeaderValues::of(r.limit, &s), false, now, direct.policies.clone()))
+        } else {
+            None
+        };
+        tracing::debug!(key, limits = limits.len(), "rate limit passed");
+        metrics::decision(Some(route), shown.map(|(r, _)| &r.limit), metrics::ALLOWED);
+        Some(Decision::new(Verdict::Allowed, limits, headers, None, Vec::new()))
+    }
+
+    /// [`conclude`](Self::conclude) for a storage that answers at once:
+    /// a breach is counted against the meta limits right away.
+    fn conclude_now(
+        &self,
+        cx: &Context<'_, R>,
+        pending: &[Pending<'_, R>],
+        ids: &[Ids<'_>],
+        outcome: &Outcome,
+    ) -> Decision {
+        let (decision, meta) = self.conclude(cx, pending, ids, outcome);
         if let Some(meta) = meta {
             // A breach, so off the hot path; the storage answers at once.
-            let count = self.count_meta_breach(request, &key, meta.breached.into_iter(), now, meta.only_shadow);
+            let count = self.count_meta_breach(cx.request, cx.key, meta.breached.into_iter(), cx.now, meta.only_shadow);
             if poll_once(count).is_none() {
                 tracing::warn!("could not count a breach against the meta limits: the storage did not answer at once");
             }
         }
-        Some(decision)
+        decision
     }
 
     /// Everything before the storage: the limits that apply and the client
@@ -786,15 +913,28 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
     fn begin<'l>(
         &'l self,
         request: &'l R,
+        found: &Found<'l, R>,
         pending: &mut SmallVec<[Pending<'l, R>; 4]>,
     ) -> Result<(Option<&'l str>, String), Early<'l>> {
-        let shared = &*self.inner;
-        if !shared.enabled {
+        self.resolve(request, found.plan, found.filtered, found.fallback, pending);
+        if pending.is_empty() {
             return Err(Early::Exempt);
         }
-        let matched = request.route();
-        let filtered = shared.filters.iter().any(|f| f(request));
-        let plan = matched.map(|path| (path, shared.plans.for_path(path)));
+        match self.inner.key.0.extract(request) {
+            Ok(key) => Ok((found.route, key)),
+            Err(e) => Err(Early::NoKey(e, found.route, only_shadow(pending))),
+        }
+    }
+
+    /// The request's route and how its limits are resolved; `None` when
+    /// limiting is off.
+    #[inline]
+    fn find<'l>(&'l self, request: &'l R) -> Option<Found<'l, R>> {
+        let shared = &*self.inner;
+        if !shared.enabled {
+            return None;
+        }
+        let plan = request.route().map(|path| (path, shared.plans.for_path(path)));
         // The route as metrics and logs name it: from the configuration or
         // a route template, never a path the client chose.
         let route = plan.map(|(path, plan)| match plan.name.as_deref() {
@@ -802,15 +942,12 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
             None if request.route_is_template() => path,
             None => UNDECLARED,
         });
-        let fallback = shared.health.use_fallback(&shared.policy) && !shared.fallback_limits.is_empty();
-        self.resolve(request, plan, filtered, fallback, pending);
-        if pending.is_empty() {
-            return Err(Early::Exempt);
-        }
-        match shared.key.0.extract(request) {
-            Ok(key) => Ok((route, key)),
-            Err(e) => Err(Early::NoKey(e, route, only_shadow(pending))),
-        }
+        Some(Found {
+            plan,
+            route,
+            filtered: shared.filters.iter().any(|f| f(request)),
+            fallback: shared.health.use_fallback(&shared.policy) && !shared.fallback_limits.is_empty(),
+        })
     }
 
     /// The decision on a request decided before the storage.
@@ -909,7 +1046,10 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
             && plan.resolved.get().is_none()
         {
             // Another thread may have recorded the same list meanwhile.
-            let _ = plan.resolved.set(self.record(plan, pending));
+            let recorded = self.record(plan, pending);
+            let direct = recorded.as_ref().and_then(|_| self.direct_of(pending));
+            let _ = plan.direct.set(direct);
+            let _ = plan.resolved.set(recorded);
         }
     }
 
@@ -1028,6 +1168,7 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
                     scope,
                     cost: p.cost,
                     shadow: p.shadow,
+                    shared: p.shared(),
                     first_pass: p.first_pass,
                 })
             })
@@ -1425,8 +1566,7 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
             return None;
         }
         let (_, p, s) = shown?;
-        let values =
-            HeaderValues { limit: p.limit, remaining: s.remaining, reset_at: s.reset_at, retry_at: s.retry_at };
+        let values = HeaderValues::of(p.limit, &s);
         let policies = settings
             .ietf
             .then(|| evaluated.filter(|(_, p, _)| p.kind != Kind::Meta).map(|(_, p, _)| p.limit).collect());

@@ -42,6 +42,9 @@ pub(crate) struct Plan<R> {
     /// requests; `None` inside when their resolution depends on the request
     /// (see [`super::resolved`]).
     pub(crate) resolved: OnceLock<Option<Box<[Resolved]>>>,
+    /// Set with `resolved`: what deciding the route's requests from the
+    /// recording takes; `None` inside when they need the general path.
+    pub(crate) direct: OnceLock<Option<super::resolved::Direct>>,
 }
 
 impl<R> Plan<R> {
@@ -182,6 +185,7 @@ fn plan_for<R>(route: Option<&Route<R>>, chain: &[&Group<R>]) -> Plan<R> {
         origins,
         defaults,
         resolved: OnceLock::new(),
+        direct: OnceLock::new(),
     }
 }
 

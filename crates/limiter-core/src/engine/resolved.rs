@@ -3,7 +3,11 @@
 //! `exempt_when`, method list or per-method count, attached meta limit),
 //! every request of the route resolves to the same list, so the engine
 //! records the first request's resolution and later requests copy it instead
-//! of walking the declarations again.
+//! of walking the declarations again. When, moreover, every recorded limit
+//! counts by the limiter's key and none is a meta limit, deducted after the
+//! response or in shadow mode ([`Direct`]), a request on a storage that
+//! answers at once is decided from the recording itself: no resolution, and
+//! when allowed, no general conclusion.
 
 use super::declare::{Cost, Limit, Scope, Source};
 use super::limiter::Kind;
@@ -22,6 +26,8 @@ pub(crate) struct Resolved {
     pub(crate) scope: Option<Box<str>>,
     pub(crate) cost: u64,
     pub(crate) shadow: bool,
+    /// Flask-Limiter's `RuntimeLimit.shared`, as handlers see it.
+    pub(crate) shared: bool,
     pub(crate) first_pass: bool,
 }
 
@@ -41,4 +47,14 @@ pub(crate) fn request_independent<R>(decl: &Limit<R>) -> bool {
         && decl.methods.is_none()
         && !decl.per_method
         && decl.meta.is_empty()
+}
+
+/// What an allowed request of a recorded route needs beyond the storage's
+/// answer, decided once from the recording (see the module docs).
+#[derive(Debug)]
+pub(crate) struct Direct {
+    /// The limit the headers show when nothing breached.
+    pub(crate) shown: usize,
+    /// The IETF policy list, when those fields are on.
+    pub(crate) policies: Option<std::sync::Arc<[RateLimit]>>,
 }

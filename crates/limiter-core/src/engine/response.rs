@@ -365,6 +365,13 @@ pub(crate) struct HeaderValues {
     pub(crate) retry_at: Option<Timestamp>,
 }
 
+impl HeaderValues {
+    /// The values of `limit` in `state`.
+    pub(crate) fn of(limit: RateLimit, state: &crate::storage::LimitState) -> Self {
+        HeaderValues { limit, remaining: state.remaining, reset_at: state.reset_at, retry_at: state.retry_at }
+    }
+}
+
 /// The rate-limit headers of a response before they are written: the limit
 /// they describe, its state, and the time of the decision. A decision
 /// carries this rather than the rendered headers, so that an adapter can

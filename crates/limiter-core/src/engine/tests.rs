@@ -1068,15 +1068,24 @@ mod flask_parity {
 /// second a default limit has an `exempt_when` that never exempts, which
 /// makes every resolution depend on the request, so that each request
 /// resolves from the declarations.
-fn resolution_twins() -> [(Limiter<Request>, ManualClock); 2] {
+/// Two limiters alike but for one thing: the second's default limit has an
+/// `exempt_when` that never exempts, so its routes are resolved from the
+/// declarations on every request, never recorded. With `meta` (meta limits
+/// on every route) no route is decided directly; without, most routes are
+/// (no meta limit, and the IETF fields on to compare their policy lists).
+fn resolution_twins(meta: bool) -> [(Limiter<Request>, ManualClock); 2] {
     [false, true].map(|never_record| {
         let (b, clock) = builder();
         let default = Limit::new("4 per minute").error_message("slow down");
         let default = if never_record { default.exempt_when(|_| false) } else { default };
+        let b = if meta {
+            b.meta_limits("3 per hour")
+        } else {
+            b.headers(super::HeaderSettings { enabled: true, ietf: true, ..super::HeaderSettings::default() })
+        };
         let limiter = b
             .key_prefix("svc")
             .application_limits("9 per minute")
-            .meta_limits("3 per hour")
             .default_limits("6 per hour")
             .default_limits(default)
             .route(
@@ -1097,7 +1106,13 @@ fn resolution_twins() -> [(Limiter<Request>, ManualClock); 2] {
 
 #[test]
 fn a_recorded_resolution_decides_as_resolving_from_the_declarations() {
-    let [(recording, recording_clock), (resolving, resolving_clock)] = resolution_twins();
+    for meta in [true, false] {
+        recorded_and_resolved_decide_alike(meta);
+    }
+}
+
+fn recorded_and_resolved_decide_alike(meta: bool) {
+    let [(recording, recording_clock), (resolving, resolving_clock)] = resolution_twins(meta);
     // Unregistered paths under the group and outside it are counted by their
     // own path: one recorded resolution serves paths with different scopes.
     // `global` and `meta` are spelled like the application and meta scopes.
@@ -1108,7 +1123,7 @@ fn a_recorded_resolution_decides_as_resolving_from_the_declarations() {
         let peer = if step % 3 == 0 { [10, 0, 0, 2] } else { [127, 0, 0, 1] };
         let request = Request { route, peer, raw_path: false };
         let (recorded, resolved) = (check(&recording, &request), check(&resolving, &request));
-        let at = format!("step {step}, {route}");
+        let at = format!("meta {meta}, step {step}, {route}");
         assert_eq!(recorded.verdict(), resolved.verdict(), "{at}");
         assert_eq!(recorded.limits(), resolved.limits(), "{at}");
         assert_eq!(
@@ -1124,7 +1139,7 @@ fn a_recorded_resolution_decides_as_resolving_from_the_declarations() {
             resolving_clock.advance(Duration::from_secs(25));
         }
     }
-    assert!(refused > 10, "breaches, meta breaches included, were compared too: {refused}");
+    assert!(refused > 10, "breaches (with `meta`, meta breaches) were compared too: {refused}");
     let recorded = |limiter: &Limiter<Request>, path: &str| match limiter.inner.plans.for_path(path).resolved.get() {
         Some(Some(_)) => true,
         Some(None) => false,
@@ -1135,4 +1150,9 @@ fn a_recorded_resolution_decides_as_resolving_from_the_declarations() {
         assert!(!recorded(&resolving, path), "{path} has a default limit with exempt_when");
     }
     assert!(!recorded(&recording, "/login"), "counted per method: the method is read from each request");
+    let direct = |path: &str| matches!(recording.inner.plans.for_path(path).direct.get(), Some(Some(_)));
+    for path in ["/feed", "/api/items", "/elsewhere"] {
+        assert_eq!(direct(path), !meta, "{path}: decided directly unless a meta limit applies");
+    }
+    assert!(!direct("/search"), "a limit in shadow mode: decided as usual");
 }
