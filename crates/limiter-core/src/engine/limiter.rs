@@ -461,6 +461,8 @@ struct Found<'l, R> {
     filtered: bool,
     /// The storage is down and the in-memory fallback limits apply.
     fallback: bool,
+    /// The client key, if already extracted.
+    key: Option<String>,
 }
 
 /// Why a request needs no storage call.
@@ -546,6 +548,15 @@ fn shown_unbreached<'p, 'l, R>(
             .find(move |(_, p, _)| p.kind != Kind::Meta && (!last_pass || !p.first_pass) && (!unshared || !p.shared()))
     };
     find(true, true).or_else(|| find(true, false)).or_else(|| find(false, false))
+}
+
+/// Whether a limit's scope is the same for every request of its route: a
+/// meta or application limit's, or one declared; else it is the endpoint,
+/// which on a route without a name is each request's matched path (decided
+/// by the declaration: a path may be spelled like another scope, `global`
+/// or `meta`).
+fn fixed_scope<R>(p: &Pending<'_, R>) -> bool {
+    matches!(p.kind, Kind::Meta | Kind::Application) || p.decl.scope.is_some()
 }
 
 /// The limits deducted after the response (`deduct_when`), meta limits
@@ -729,7 +740,7 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
             return Decision::exempt();
         };
         let mut pending = SmallVec::new();
-        let (route, key) = match self.begin(request, &found, &mut pending) {
+        let (route, key) = match self.begin(request, found, &mut pending) {
             Ok(begun) => begun,
             Err(early) => return self.early(early, request),
         };
@@ -771,11 +782,15 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
         let Some(found) = self.find(request) else {
             return Some(Decision::exempt());
         };
-        if let Some(decision) = self.check_direct(request, &found) {
+        // A key `check_direct` extracted but could not use, so that the key
+        // extractor runs once per request.
+        let mut extracted = None;
+        if let Some(decision) = self.check_direct(request, &found, &mut extracted) {
             return Some(decision);
         }
         let mut pending = SmallVec::new();
-        let (route, key) = match self.begin(request, &found, &mut pending) {
+        let found = Found { key: extracted, ..found };
+        let (route, key) = match self.begin(request, found, &mut pending) {
             Ok(begun) => begun,
             Err(early) => return Some(self.early(early, request)),
         };
@@ -816,7 +831,8 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
                 && p.key.is_none()
                 && p.decl.deduct_when.is_none()
                 && !p.shadow
-                && !p.scope.is_empty()
+                // The endpoint is each request's, checked per request.
+                && !(fixed_scope(p) && p.scope.is_empty())
                 && (shared.fail_on_first_breach || !p.first_pass)
         };
         if pending.is_empty() || !pending.iter().all(plain) {
@@ -835,7 +851,7 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
     /// general resolution and conclusion (a refused one is concluded from
     /// the replayed resolution, as usual). `None` when that does not apply:
     /// the caller then decides as usual.
-    fn check_direct(&self, request: &R, found: &Found<'_, R>) -> Option<Decision> {
+    fn check_direct(&self, request: &R, found: &Found<'_, R>, extracted: &mut Option<String>) -> Option<Decision> {
         let shared = &*self.inner;
         let (Some((path, plan)), Some(route), false, false) = (found.plan, found.route, found.filtered, found.fallback)
         else {
@@ -845,12 +861,19 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
             return None;
         };
         let endpoint = plan.endpoint(path);
-        // A missing or empty key, or an empty scope, is reported by the
-        // usual path.
-        let key = shared.key.0.extract(request).ok()?;
-        if key.is_empty() || endpoint.is_empty() {
+        // An empty scope or key: the usual path skips the limits, and says so.
+        if endpoint.is_empty() {
             return None;
         }
+        let key = match shared.key.0.extract(request) {
+            Ok(key) if key.is_empty() => {
+                *extracted = Some(key);
+                return None;
+            }
+            Ok(key) => key,
+            // No limit here is in shadow mode.
+            Err(e) => return Some(self.key_failure(&e, request, Some(route), false)),
+        };
         let prefix = shared.key_prefix.as_deref();
         let ids: SmallVec<[Ids<'_>; 4]> = resolved
             .iter()
@@ -913,14 +936,14 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
     fn begin<'l>(
         &'l self,
         request: &'l R,
-        found: &Found<'l, R>,
+        found: Found<'l, R>,
         pending: &mut SmallVec<[Pending<'l, R>; 4]>,
     ) -> Result<(Option<&'l str>, String), Early<'l>> {
         self.resolve(request, found.plan, found.filtered, found.fallback, pending);
         if pending.is_empty() {
             return Err(Early::Exempt);
         }
-        match self.inner.key.0.extract(request) {
+        match found.key.map_or_else(|| self.inner.key.0.extract(request), Ok) {
             Ok(key) => Ok((found.route, key)),
             Err(e) => Err(Early::NoKey(e, found.route, only_shadow(pending))),
         }
@@ -945,6 +968,7 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
         Some(Found {
             plan,
             route,
+            key: None,
             filtered: shared.filters.iter().any(|f| f(request)),
             fallback: shared.health.use_fallback(&shared.policy) && !shared.fallback_limits.is_empty(),
         })
@@ -1152,15 +1176,8 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
             .iter()
             .map(|p| {
                 let index = self.declarations(p.kind, plan).iter().position(|d| std::ptr::eq(d, p.decl))?;
-                // A route or default limit without a scope of its own counts
-                // under the endpoint, which on a route without a name is each
-                // request's matched path (decided by the declaration: a path
-                // may be spelled like another scope, `global` or `meta`).
-                let scope = if matches!(p.kind, Kind::Meta | Kind::Application) || p.decl.scope.is_some() {
-                    Some(Box::from(&*p.scope))
-                } else {
-                    None
-                };
+                // Otherwise the endpoint, each request's own.
+                let scope = if fixed_scope(p) { Some(Box::from(&*p.scope)) } else { None };
                 Some(Resolved {
                     kind: p.kind,
                     index,

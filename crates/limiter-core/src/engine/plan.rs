@@ -42,8 +42,9 @@ pub(crate) struct Plan<R> {
     /// requests; `None` inside when their resolution depends on the request
     /// (see [`super::resolved`]).
     pub(crate) resolved: OnceLock<Option<Box<[Resolved]>>>,
-    /// Set with `resolved`: what deciding the route's requests from the
-    /// recording takes; `None` inside when they need the general path.
+    /// Set before `resolved`, so that a recorded resolution always has it:
+    /// what deciding the route's requests from the recording takes; `None`
+    /// inside when they need the general path.
     pub(crate) direct: OnceLock<Option<super::resolved::Direct>>,
 }
 

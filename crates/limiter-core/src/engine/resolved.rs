@@ -5,9 +5,11 @@
 //! records the first request's resolution and later requests copy it instead
 //! of walking the declarations again. When, moreover, every recorded limit
 //! counts by the limiter's key and none is a meta limit, deducted after the
-//! response or in shadow mode ([`Direct`]), a request on a storage that
+//! response or in shadow mode, has an empty fixed scope or (counting every
+//! limit) a pass of its own ([`Direct`]), a request on a storage that
 //! answers at once is decided from the recording itself: no resolution, and
-//! when allowed, no general conclusion.
+//! when allowed, no general conclusion. Filtered requests, the in-memory
+//! fallback, an empty key or endpoint take the general path.
 
 use super::declare::{Cost, Limit, Scope, Source};
 use super::limiter::Kind;

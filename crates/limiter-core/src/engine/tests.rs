@@ -762,6 +762,40 @@ mod immediate {
         let second = fallback.check_now(&get("/a")).unwrap();
         assert_eq!(second.verdict(), Verdict::Limited, "the fallback counts the same limits");
     }
+
+    /// A route recorded while the storage answered, then the storage fails:
+    /// the recorded route is decided as any other (see `engine::resolved`).
+    fn recorded_then_down(policy: FailurePolicy) -> (Limiter<Request>, Now) {
+        let storage = Now::default();
+        let (b, _) = builder();
+        let b = b.storage(storage.clone()).on_storage_failure(policy).in_memory_fallback_limits("1/minute");
+        let limiter = b.route(Route::new("r").path("/r").limit("5/minute")).build().unwrap();
+        assert!(limiter.check_now(&get("/r")).unwrap().is_allowed(), "recorded");
+        storage.0.down.store(true, Ordering::Release);
+        (limiter, storage)
+    }
+
+    #[test]
+    fn a_recorded_route_fails_closed_when_the_storage_fails() {
+        let (limiter, _) = recorded_then_down(FailurePolicy::default());
+        assert_eq!(limiter.check_now(&get("/r")).unwrap().verdict(), Verdict::Unavailable);
+    }
+
+    #[test]
+    fn a_recorded_route_turns_to_the_fallback_limits_when_the_storage_fails() {
+        let (limiter, _) = recorded_then_down(FailurePolicy::InMemoryFallback);
+        // The request that finds the storage down is counted in memory by
+        // its own limits; the fallback's limits apply from the next one.
+        let first = limiter.check_now(&get("/r")).unwrap();
+        assert_eq!(first.limits()[0].limit, crate::parse("5/minute").unwrap());
+        let second = limiter.check_now(&get("/r")).unwrap();
+        assert_eq!(
+            second.limits()[0].limit,
+            crate::parse("1/minute").unwrap(),
+            "the fallback's limit, not the route's"
+        );
+        assert_eq!(limiter.check_now(&get("/r")).unwrap().verdict(), Verdict::Limited);
+    }
 }
 
 // --- as Flask-Limiter decides ------------------------------------------------
@@ -1063,16 +1097,12 @@ mod flask_parity {
 
 // --- a route's resolution, recorded once ----------------------------------
 
-/// The same limiter twice, on clocks of their own: the first records each
-/// route's resolution on its first request and copies it afterwards; in the
-/// second a default limit has an `exempt_when` that never exempts, which
-/// makes every resolution depend on the request, so that each request
-/// resolves from the declarations.
-/// Two limiters alike but for one thing: the second's default limit has an
-/// `exempt_when` that never exempts, so its routes are resolved from the
-/// declarations on every request, never recorded. With `meta` (meta limits
-/// on every route) no route is decided directly; without, most routes are
-/// (no meta limit, and the IETF fields on to compare their policy lists).
+/// Two limiters alike, on clocks of their own, but for one thing: the
+/// second's default limit has an `exempt_when` that never exempts, so its
+/// routes are resolved from the declarations on every request, never
+/// recorded. With `meta` (meta limits on every route) no route is decided
+/// directly; without, most routes are (no meta limit, and the IETF fields
+/// on to compare their policy lists).
 fn resolution_twins(meta: bool) -> [(Limiter<Request>, ManualClock); 2] {
     [false, true].map(|never_record| {
         let (b, clock) = builder();
@@ -1155,4 +1185,89 @@ fn recorded_and_resolved_decide_alike(meta: bool) {
         assert_eq!(direct(path), !meta, "{path}: decided directly unless a meta limit applies");
     }
     assert!(!direct("/search"), "a limit in shadow mode: decided as usual");
+}
+
+/// What a route decided from its recording must still do as the general
+/// path does: each route is requested once first, so that it is recorded.
+mod recorded {
+    use super::*;
+    use crate::engine::KeyError;
+
+    fn from(peer: [u8; 4], route: &'static str) -> Request {
+        Request { route, peer, raw_path: false }
+    }
+
+    #[test]
+    fn a_filtered_request_is_limited_by_nothing_but_meta_limits() {
+        let (b, _) = builder();
+        let b = b.request_filter(|r: &Request| r.peer == [10, 0, 0, 9]);
+        let limiter = b.route(Route::new("r").path("/r").limit("1/minute")).build().unwrap();
+        assert!(check(&limiter, &get("/r")).is_allowed());
+        for _ in 0..3 {
+            let d = check(&limiter, &from([10, 0, 0, 9], "/r"));
+            assert!(d.is_allowed() && d.limits().is_empty());
+        }
+    }
+
+    #[test]
+    fn a_limit_with_a_key_of_its_own_counts_by_it() {
+        let everyone = |_: &Request| Ok::<_, KeyError>("everyone".to_owned());
+        let (b, _) = builder();
+        let limiter = b.route(Route::new("r").path("/r").limit(Limit::new("1/minute").key(everyone))).build().unwrap();
+        assert!(check(&limiter, &get("/r")).is_allowed());
+        assert_eq!(check(&limiter, &from([10, 0, 0, 9], "/r")).verdict(), Verdict::Limited, "one bucket for all");
+    }
+
+    #[test]
+    fn a_deduct_when_limit_is_only_tested_before_the_response() {
+        let (b, _) = builder();
+        let limit = Limit::new("1/minute").deduct_when(|_| true);
+        let limiter = b.route(Route::new("r").path("/r").limit(limit)).build().unwrap();
+        for n in 0..3 {
+            assert!(check(&limiter, &get("/r")).is_allowed(), "request {n}: nothing deducted without a response");
+        }
+    }
+
+    #[test]
+    fn a_fixed_cost_is_counted() {
+        let (b, _) = builder();
+        let limiter = b.route(Route::new("r").path("/r").limit(Limit::new("3/minute").cost(2))).build().unwrap();
+        assert!(check(&limiter, &get("/r")).is_allowed());
+        assert_eq!(check(&limiter, &get("/r")).verdict(), Verdict::Limited, "2 + 2 > 3");
+    }
+
+    #[test]
+    fn an_empty_path_or_fixed_scope_skips_the_limits() {
+        let (b, _) = builder();
+        let limiter = b.default_limits("1/minute").build().unwrap();
+        assert!(check(&limiter, &get("/x")).is_allowed(), "records the default limits' plan");
+        let (b, _) = builder();
+        let shared = b.route(Route::new("r").path("/r").limit(Limit::new("1/minute").shared(""))).build().unwrap();
+        for _ in 0..3 {
+            for (limiter, request) in [(&limiter, get("")), (&shared, get("/r"))] {
+                let d = check(limiter, &request);
+                assert!(d.is_allowed() && d.limits().is_empty(), "{}: skipped, not counted", request.route);
+            }
+        }
+    }
+
+    #[test]
+    fn a_missing_key_is_answered_as_before_recording() {
+        let picky = |r: &Request| {
+            if r.peer == [10, 0, 0, 9] { Err(KeyError::new("no key for this client")) } else { Ok("a".to_owned()) }
+        };
+        let limiter = |warm: bool| {
+            let (b, _) = builder();
+            let limiter = b.key(picky).route(Route::new("r").path("/r").limit("5/minute")).build().unwrap();
+            if warm {
+                assert!(check(&limiter, &get("/r")).is_allowed(), "recorded");
+            }
+            limiter
+        };
+        let (recorded, fresh) = (limiter(true), limiter(false));
+        let (after, before) = (check(&recorded, &from([10, 0, 0, 9], "/r")), check(&fresh, &from([10, 0, 0, 9], "/r")));
+        assert_eq!(after.verdict(), before.verdict());
+        assert_eq!(after.rejection(), before.rejection());
+        assert_ne!(after.verdict(), Verdict::Allowed, "a missing key fails closed by default");
+    }
 }
