@@ -886,8 +886,7 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
             Ok(outcome) => outcome,
             Err(e) => return Some(self.storage_failure(&e, request, Some(route), false)),
         };
-        let states = outcome.states();
-        if states.len() != resolved.len() || !states.iter().all(|s| s.is_some_and(|s| s.allowed)) {
+        if !outcome.allows_all(resolved.len()) {
             let mut pending = SmallVec::new();
             self.replay(plan, resolved, endpoint, &mut pending);
             let context = Context { request, key: &key, route: Some(route), now };
@@ -895,19 +894,33 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
         }
         // Every state is there (checked above); the fallback is never taken,
         // and keeps the list's length known, so that it takes one allocation.
+        let states = outcome.states();
         let state_of =
             |r: &Resolved, s: &Option<LimitState>| s.unwrap_or_else(|| LimitState::allowed(r.limit.amount(), now));
         let listed = resolved.iter().zip(&ids).zip(states);
         let limits = limit_list(listed.map(|((r, ids), s)| (&ids[..], r.limit, state_of(r, s), r.shared, false)));
         let shown = resolved.get(direct.shown).zip(states.get(direct.shown)).map(|(r, s)| (r, state_of(r, s)));
-        let headers = if shared.headers.enabled || shared.headers.ietf {
-            shown.map(|(r, s)| HeaderState::new(HeaderValues::of(r.limit, &s), false, now, direct.policies.clone()))
-        } else {
-            None
-        };
+        let headers = shown
+            .filter(|_| shared.headers.sends_any())
+            .map(|(r, s)| HeaderState::new(HeaderValues::of(r.limit, &s), false, now, direct.policies.clone()));
+        Some(self.allowed(&key, Some(route), limits, shown.map(|(r, _)| &r.limit), headers, Vec::new()))
+    }
+
+    /// An allowed request's decision, logged and counted. Inlined: out of
+    /// line it cost a call and moves on the hot path (callgrind).
+    #[inline(always)]
+    fn allowed(
+        &self,
+        key: &str,
+        route: Option<&str>,
+        limits: Arc<[RequestLimit]>,
+        shown: Option<&RateLimit>,
+        headers: Option<HeaderState>,
+        deferred: Vec<Deferred>,
+    ) -> Decision {
         tracing::debug!(key, limits = limits.len(), "rate limit passed");
-        metrics::decision(Some(route), shown.map(|(r, _)| &r.limit), metrics::ALLOWED);
-        Some(Decision::new(Verdict::Allowed, limits, headers, None, Vec::new()))
+        metrics::decision(route, shown, metrics::ALLOWED);
+        Decision::new(Verdict::Allowed, limits, headers, None, deferred)
     }
 
     /// [`conclude`](Self::conclude) for a storage that answers at once:
@@ -1472,9 +1485,7 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
         }
         if breaches.is_empty() {
             if shadow_breaches.is_empty() {
-                tracing::debug!(key, limits = limits.len(), "rate limit passed");
-                metrics::decision(route, shown_limit, metrics::ALLOWED);
-                return (Decision::new(Verdict::Allowed, limits, header_state(false), None, deferred), None);
+                return (self.allowed(key, route, limits, shown_limit, header_state(false), deferred), None);
             }
             // As enforcing would, count the breach against the meta limits,
             // but only those in shadow mode: counting it against enforced
@@ -1556,17 +1567,16 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
         ids: &[Ids<'_>],
         outcome: &Outcome,
     ) -> Option<Decision> {
-        let states = outcome.states();
-        if states.len() != pending.len() || !states.iter().all(|s| s.is_some_and(|s| s.allowed)) {
+        if !outcome.allows_all(pending.len()) {
             return None;
         }
+        let states = outcome.states();
         let evaluated = || pending.iter().zip(states).enumerate().filter_map(|(i, (p, s))| Some((i, p, (*s)?)));
         let limits = request_limits(evaluated(), ids);
         let shown = shown_unbreached(evaluated());
         let headers = self.header_state(shown, false, cx.now, evaluated());
-        tracing::debug!(key = cx.key, limits = limits.len(), "rate limit passed");
-        metrics::decision(cx.route, shown.map(|(_, p, _)| &p.limit), metrics::ALLOWED);
-        Some(Decision::new(Verdict::Allowed, limits, headers, None, deferred_of(evaluated(), ids)))
+        let deferred = deferred_of(evaluated(), ids);
+        Some(self.allowed(cx.key, cx.route, limits, shown.map(|(_, p, _)| &p.limit), headers, deferred))
     }
 
     /// The headers' state for the limit `shown`; `None` when the limiter
@@ -1579,7 +1589,7 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
         evaluated: impl Iterator<Item = Evaluated<'p, 'l, R>>,
     ) -> Option<HeaderState> {
         let settings = &self.inner.headers;
-        if !settings.enabled && !settings.ietf {
+        if !settings.sends_any() {
             return None;
         }
         let (_, p, s) = shown?;

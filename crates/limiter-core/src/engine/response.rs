@@ -62,6 +62,11 @@ impl HeaderSettings {
     /// The IETF state field's index in [`names`](Self::names).
     pub const IETF_STATE: usize = 5;
 
+    /// Whether any header is sent: Flask-Limiter's or the IETF fields.
+    pub(crate) fn sends_any(&self) -> bool {
+        self.enabled || self.ietf
+    }
+
     /// Every header name these settings may send, by index
     /// ([`LIMIT`](Self::LIMIT) to [`IETF_STATE`](Self::IETF_STATE)).
     pub fn names(&self) -> [&Arc<str>; 6] {

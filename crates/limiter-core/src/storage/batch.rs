@@ -191,6 +191,11 @@ impl Outcome {
         self.states.iter().flatten().all(|s| s.allowed)
     }
 
+    /// Whether each of a batch's `items` was evaluated and allowed.
+    pub(crate) fn allows_all(&self, items: usize) -> bool {
+        self.states.len() == items && self.states.iter().all(|s| s.is_some_and(|s| s.allowed))
+    }
+
     /// The state of each item, in batch order; `None` for items not evaluated.
     pub fn states(&self) -> &[Option<LimitState>] {
         &self.states
