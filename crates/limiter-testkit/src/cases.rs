@@ -351,3 +351,45 @@ pub async fn exact_under_concurrent_threads<S: Strategy, St: Suitable<S>, C: Tes
             .unwrap();
     assert_eq!(passed, 5, "exactly 5 of {CONCURRENT_HITS} concurrent hits may pass");
 }
+
+/// Batches of two limits on one client, sent by threads released together:
+/// Flask-Limiter's order (stop at the first breach) lets exactly the
+/// tighter limit's amount through, whatever the interleaving, and leaves
+/// both counters spent.
+pub async fn exact_sequential_batches_under_concurrent_threads<
+    S: Strategy,
+    St: Suitable<S>,
+    C: TestClock + Send + Sync + 'static,
+>(
+    env: Env<St, C>,
+    strategy: S,
+) {
+    let limiter = Arc::new(env.limiter(strategy));
+    let (outer, inner, id) = (limit("5/day"), limit("3/day"), Arc::new(env.id("a")));
+    let runtime = tokio::runtime::Handle::current();
+    let barrier = Arc::new(Barrier::new(CONCURRENT_HITS));
+    let threads: Vec<_> = (0..CONCURRENT_HITS)
+        .map(|_| {
+            let (limiter, id, barrier, runtime) =
+                (Arc::clone(&limiter), Arc::clone(&id), Arc::clone(&barrier), runtime.clone());
+            std::thread::spawn(move || {
+                let ids = [id.as_str()];
+                let items = [Item::new(outer, Key::new(&ids)), Item::new(inner, Key::new(&ids))];
+                barrier.wait();
+                let outcome = runtime.block_on(limiter.decide(&items, Mode::Sequential { stop_at_first_breach: true }));
+                outcome.unwrap_or_else(|e| panic!("decide failed: {e}")).allowed()
+            })
+        })
+        .collect();
+    let passed =
+        tokio::task::spawn_blocking(move || threads.into_iter().map(|t| usize::from(t.join().unwrap())).sum::<usize>())
+            .await
+            .unwrap();
+    assert_eq!(passed, 3, "exactly 3 of {CONCURRENT_HITS} concurrent two-limit batches may pass");
+    assert_eq!(
+        remaining(&limiter, &outer, &id).await,
+        0,
+        "the 5 batches that reached the second limit spent the first"
+    );
+    assert_eq!(remaining(&limiter, &inner, &id).await, 0);
+}

@@ -62,6 +62,7 @@ macro_rules! conformance_tests {
             peeked_items_decide_without_consuming,
             exact_under_concurrent_tasks,
             exact_under_concurrent_threads,
+            exact_sequential_batches_under_concurrent_threads,
         );
     };
     (@cases $env:expr, $strategy:expr; $($case:ident),+ $(,)?) => {$(

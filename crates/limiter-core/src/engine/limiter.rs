@@ -1419,8 +1419,7 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
         }
         let batch = Batch { items, mode, now };
         let timer = metrics::Timer::start();
-        let result =
-            poll_once(shared.storage.decide(shared.strategy, &batch)).unwrap_or_else(|| Err(not_immediate(name)));
+        let result = shared.storage.decide_now(shared.strategy, &batch).unwrap_or_else(|| Err(not_immediate(name)));
         timer.finish(name, "decide", &result);
         match result {
             Err(e) if shared.policy == FailurePolicy::InMemoryFallback => {
@@ -1428,8 +1427,8 @@ impl<R: RequestInfo + Send + Sync + 'static> Limiter<R> {
                     "rate limit storage unreachable - falling back to in-memory storage");
                 shared.health.failed(now);
                 metrics::fallback_active(name, true);
-                let fallback = shared.fallback_storage.decide(shared.strategy, &batch);
-                poll_once(fallback).unwrap_or_else(|| Err(not_immediate(shared.fallback_storage.name())))
+                let fallback = shared.fallback_storage.decide_now(shared.strategy, &batch);
+                fallback.unwrap_or_else(|| Err(not_immediate(shared.fallback_storage.name())))
             }
             other => other,
         }

@@ -356,6 +356,18 @@ impl AnyStorage {
         self.0.immediate()
     }
 
+    /// The answer of a storage that answers at once, without the future
+    /// [`Supports::decide`] wraps it in (a storage without
+    /// [`DynStorage::decide_now`] has its future polled once); `None` if it
+    /// did not answer.
+    pub(crate) fn decide_now<'a>(
+        &'a self,
+        strategy: StrategyKind,
+        batch: &'a Batch<'a>,
+    ) -> Option<Result<Outcome, StorageError>> {
+        self.0.decide_now(strategy, batch).or_else(|| poll_once(self.0.decide_dyn(strategy, batch)))
+    }
+
     /// Checks that the storage can run `strategy`.
     ///
     /// # Errors

@@ -289,49 +289,50 @@ impl<'t, V: Expiring> Locked<'t, V> {
 
 /// One item, tested or hit: one hash, one lock.
 fn decide_one<S: Algorithm>(inner: &Inner, item: &Item<'_>, now: u64, peek: bool) -> Option<LimitState> {
+    decide_hashed::<S>(inner, key_id_of(inner, &item.limit, &item.key), item, now, peek)
+}
+
+/// One item whose table key is known, tested or hit under its shard's lock.
+fn decide_hashed<S: Algorithm>(inner: &Inner, id: u64, item: &Item<'_>, now: u64, peek: bool) -> Option<LimitState> {
     let table = S::table(inner);
-    let id = key_id_of(inner, &item.limit, &item.key);
     table.lock(table.shard_index(id)).map(|mut shard| apply::<S>(&mut shard, id, item, now, peek))
 }
 
 fn decide<S: Algorithm>(inner: &Inner, batch: &Batch<'_>) -> Outcome {
-    let table = S::table(inner);
     let now = batch.now.as_nanos();
-    // The common case, a single limit: the general path's ordering, stopping
-    // and rollback change nothing for one item except all-or-nothing, which
-    // must not count a refused fixed-window hit.
-    if let [item] = batch.items
-        && batch.mode != Mode::AllOrNothing
-    {
-        let peek = batch.mode == Mode::Peek || item.action == Action::Peek;
-        let mut outcome = Outcome::with_capacity(1);
-        outcome.push(decide_one::<S>(inner, item, now, peek));
-        return outcome;
-    }
-    let ids: SmallVec<[u64; 4]> = batch.items.iter().map(|item| key_id_of(inner, &item.limit, &item.key)).collect();
-    let shards: SmallVec<[usize; 4]> = ids.iter().map(|&id| table.shard_index(id)).collect();
-    let mut locked = Locked::new(table, &shards);
-    let mut outcome = Outcome::with_capacity(batch.items.len());
-    let items = batch.items.iter().zip(ids.iter().copied().zip(shards.iter().copied()));
     let (peek_all, stop) = match batch.mode {
-        Mode::AllOrNothing => {
-            all_or_nothing::<S>(&mut locked, batch, &ids, &shards, &mut outcome);
-            return outcome;
-        }
+        Mode::AllOrNothing => return decide_all_or_nothing::<S>(inner, batch),
         Mode::Sequential { stop_at_first_breach } => (false, stop_at_first_breach),
         Mode::Peek => (true, false),
     };
+    // Sequential and peeking batches are Flask-Limiter's item-by-item
+    // evaluation, each item atomic on its own: one lock at a time is enough,
+    // and cheaper than locking every shard of the batch at once.
+    let mut outcome = Outcome::with_capacity(batch.items.len());
+    let mut hashed = KeyHasher::new(inner);
     let mut stopped = false;
-    for (item, (id, shard)) in items {
+    for item in batch.items {
         if stopped {
             outcome.push(None);
             continue;
         }
         let peek = peek_all || item.action == Action::Peek;
-        let state = locked.shard(shard).map(|shard| apply::<S>(shard, id, item, now, peek));
+        let state = decide_hashed::<S>(inner, hashed.id_of(&item.limit, &item.key), item, now, peek);
         stopped = stop && state.is_some_and(|s| !s.allowed);
         outcome.push(state);
     }
+    outcome
+}
+
+/// An all-or-nothing batch, decided with every shard it touches locked.
+fn decide_all_or_nothing<S: Algorithm>(inner: &Inner, batch: &Batch<'_>) -> Outcome {
+    let table = S::table(inner);
+    let mut hashed = KeyHasher::new(inner);
+    let ids: SmallVec<[u64; 4]> = batch.items.iter().map(|item| hashed.id_of(&item.limit, &item.key)).collect();
+    let shards: SmallVec<[usize; 4]> = ids.iter().map(|&id| table.shard_index(id)).collect();
+    let mut locked = Locked::new(table, &shards);
+    let mut outcome = Outcome::with_capacity(batch.items.len());
+    all_or_nothing::<S>(&mut locked, batch, &ids, &shards, &mut outcome);
     outcome
 }
 
@@ -348,11 +349,45 @@ fn apply<S: Algorithm>(shard: &mut Shard<S::Slot>, id: u64, item: &Item<'_>, now
 /// The table key for `limit` and `key`: what `limits` would format into a
 /// string, hashed without formatting it.
 fn key_id_of(inner: &Inner, limit: &RateLimit, key: &Key<'_>) -> u64 {
-    let mut hasher = inner.seed.build_hasher();
-    key.namespace().hash(&mut hasher);
-    key.identifiers().hash(&mut hasher);
-    limit.hash(&mut hasher);
-    hasher.finish() & !REF_BIT
+    KeyHasher::new(inner).id_of(limit, key)
+}
+
+/// Computes [`key_id_of`] for a batch's items, hashing a key's namespace
+/// and identifiers once for consecutive items of the same key (a request's
+/// limits usually share them), and continuing from that state for each limit.
+struct KeyHasher<'a> {
+    inner: &'a Inner,
+    last: Option<(Key<'a>, foldhash::quality::FoldHasher<'static>)>,
+}
+
+impl<'a> KeyHasher<'a> {
+    fn new(inner: &'a Inner) -> Self {
+        KeyHasher { inner, last: None }
+    }
+
+    fn id_of(&mut self, limit: &RateLimit, key: &Key<'a>) -> u64 {
+        let mut hasher = match &self.last {
+            Some((last, hasher)) if same_strings(last, key) => hasher.clone(),
+            _ => {
+                let mut hasher = self.inner.seed.build_hasher();
+                key.namespace().hash(&mut hasher);
+                key.identifiers().hash(&mut hasher);
+                self.last = Some((*key, hasher.clone()));
+                hasher
+            }
+        };
+        limit.hash(&mut hasher);
+        hasher.finish() & !REF_BIT
+    }
+}
+
+/// Whether two keys are made of the very same strings (same addresses and
+/// lengths), which implies equal keys; a cheap test, so equal keys built from
+/// different strings are merely hashed again.
+fn same_strings(a: &Key<'_>, b: &Key<'_>) -> bool {
+    let same = |x: &str, y: &str| std::ptr::eq(x, y);
+    let (a_ids, b_ids) = (a.identifiers(), b.identifiers());
+    same(a.namespace(), b.namespace()) && a_ids.len() == b_ids.len() && a_ids.iter().zip(b_ids).all(|(x, y)| same(x, y))
 }
 
 /// Applies every item in order; if any refuses, puts every state it changed
