@@ -23,6 +23,7 @@ mod fixed_window {
             Env::real(storage).keep_alive(server)
         },
         strategy: FixedWindow,
+        concurrent_batches: may_over_count,
     );
 }
 
@@ -35,6 +36,7 @@ mod sliding_window_counter {
             Env::real(storage).keep_alive(server)
         },
         strategy: SlidingWindowCounter,
+        concurrent_batches: may_over_count,
     );
 }
 
@@ -54,6 +56,7 @@ mod three_servers {
             Env::real(storage).keep_alive(servers)
         },
         strategy: SlidingWindowCounter,
+        concurrent_batches: may_over_count,
     );
 }
 
@@ -210,6 +213,7 @@ mod unix_socket {
             Env::real(storage).keep_alive(server)
         },
         strategy: FixedWindow,
+        concurrent_batches: may_over_count,
     );
 }
 

@@ -60,6 +60,7 @@ macro_rules! on_cluster {
                     Env::real(storage).keep_alive(cluster)
                 },
                 strategy: $strategy,
+                concurrent_batches: may_over_count,
             );
         }
     };

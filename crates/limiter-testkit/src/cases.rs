@@ -353,9 +353,10 @@ pub async fn exact_under_concurrent_threads<S: Strategy, St: Suitable<S>, C: Tes
 }
 
 /// Batches of two limits on one client, sent by threads released together:
-/// Flask-Limiter's order (stop at the first breach) lets exactly the
-/// tighter limit's amount through, whatever the interleaving, and leaves
-/// both counters spent.
+/// Flask-Limiter's order (stop at the first breach), each item decided
+/// atomically, lets exactly the tighter limit's amount through whatever the
+/// interleaving (the first 5 to reach the outer limit pass it, the first 3
+/// of those the inner one), and leaves both counters spent.
 pub async fn exact_sequential_batches_under_concurrent_threads<
     S: Strategy,
     St: Suitable<S>,
@@ -364,6 +365,38 @@ pub async fn exact_sequential_batches_under_concurrent_threads<
     env: Env<St, C>,
     strategy: S,
 ) {
+    let (limiter, [outer, inner], id, passed) = concurrent_two_limit_batches(&env, strategy).await;
+    assert_eq!(passed, 3, "exactly 3 of {CONCURRENT_HITS} concurrent two-limit batches may pass");
+    assert_eq!(
+        remaining(&limiter, &outer, &id).await,
+        0,
+        "the 5 batches that reached the second limit spent the first"
+    );
+    assert_eq!(remaining(&limiter, &inner, &id).await, 0);
+}
+
+/// The same batches on a storage documented to over-count, never to
+/// over-admit, under concurrency: at most the tighter limit's amount passes.
+pub async fn sequential_batches_never_over_admit_under_concurrent_threads<
+    S: Strategy,
+    St: Suitable<S>,
+    C: TestClock + Send + Sync + 'static,
+>(
+    env: Env<St, C>,
+    strategy: S,
+) {
+    let (_, _, _, passed) = concurrent_two_limit_batches(&env, strategy).await;
+    assert!(passed <= 3, "{passed} of {CONCURRENT_HITS} concurrent two-limit batches passed a 3/day limit");
+}
+
+/// 100 threads each deciding `[5/day, 3/day]` for one client in one
+/// sequential batch (stopping at the first breach): the limiter, the two
+/// limits, the client and how many batches passed. `env` stays with the
+/// caller, which keeps its server running.
+async fn concurrent_two_limit_batches<S: Strategy, St: Suitable<S>, C: TestClock + Send + Sync + 'static>(
+    env: &Env<St, C>,
+    strategy: S,
+) -> (Arc<RateLimiter<S, St, C>>, [RateLimit; 2], String, usize) {
     let limiter = Arc::new(env.limiter(strategy));
     let (outer, inner, id) = (limit("5/day"), limit("3/day"), Arc::new(env.id("a")));
     let runtime = tokio::runtime::Handle::current();
@@ -385,11 +418,5 @@ pub async fn exact_sequential_batches_under_concurrent_threads<
         tokio::task::spawn_blocking(move || threads.into_iter().map(|t| usize::from(t.join().unwrap())).sum::<usize>())
             .await
             .unwrap();
-    assert_eq!(passed, 3, "exactly 3 of {CONCURRENT_HITS} concurrent two-limit batches may pass");
-    assert_eq!(
-        remaining(&limiter, &outer, &id).await,
-        0,
-        "the 5 batches that reached the second limit spent the first"
-    );
-    assert_eq!(remaining(&limiter, &inner, &id).await, 0);
+    (limiter, [outer, inner], id.to_string(), passed)
 }

@@ -41,9 +41,22 @@ pub use tokio;
 
 /// Generates one `#[tokio::test]` per conformance case for one strategy on
 /// one storage. See the [crate docs](crate).
+///
+/// A storage whose sequential batches are not decided item by item, each
+/// item atomic, under concurrency (documented as possibly over-counting,
+/// never over-admitting: memcached, a Redis cluster) adds
+/// `concurrent_batches: may_over_count`; its concurrent two-limit batches
+/// are then checked never to pass more than the tighter limit allows,
+/// rather than to pass exactly that many.
 #[macro_export]
 macro_rules! conformance_tests {
     (env: $env:expr, strategy: $strategy:expr $(,)?) => {
+        $crate::conformance_tests!(@all $env, $strategy; exact_sequential_batches_under_concurrent_threads);
+    };
+    (env: $env:expr, strategy: $strategy:expr, concurrent_batches: may_over_count $(,)?) => {
+        $crate::conformance_tests!(@all $env, $strategy; sequential_batches_never_over_admit_under_concurrent_threads);
+    };
+    (@all $env:expr, $strategy:expr; $($extra:ident),+) => {
         $crate::conformance_tests!(@cases $env, $strategy;
             allows_amount_then_refuses,
             keys_and_limits_are_independent,
@@ -62,7 +75,7 @@ macro_rules! conformance_tests {
             peeked_items_decide_without_consuming,
             exact_under_concurrent_tasks,
             exact_under_concurrent_threads,
-            exact_sequential_batches_under_concurrent_threads,
+            $($extra),+
         );
     };
     (@cases $env:expr, $strategy:expr; $($case:ident),+ $(,)?) => {$(
