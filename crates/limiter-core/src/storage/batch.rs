@@ -94,7 +94,9 @@ pub enum Mode {
     /// Flask-Limiter's order: hit each item in turn; earlier items stay
     /// consumed when a later one refuses. With `stop_at_first_breach`
     /// (Flask-Limiter's default) the items after the first refusal are not
-    /// evaluated at all.
+    /// evaluated at all. Each item is decided atomically; the batch as a
+    /// whole need not be (another request may be decided between two of
+    /// its items, as between Flask-Limiter's calls one limit at a time).
     Sequential {
         /// Stop at the first refused item.
         stop_at_first_breach: bool,
