@@ -305,10 +305,10 @@ fn decide_hashed<S: Algorithm>(inner: &Inner, id: u64, item: &Item<'_>, now: u64
 
 fn decide<S: Algorithm>(inner: &Inner, batch: &Batch<'_>) -> Outcome {
     let now = batch.now.as_nanos();
-    let peek_all = match batch.mode {
+    let (peek_all, stop) = match batch.mode {
         Mode::AllOrNothing => return decide_all_or_nothing::<S>(inner, batch),
-        Mode::Sequential { .. } => false,
-        Mode::Peek => true,
+        Mode::Sequential { stop_at_first_breach } => (false, stop_at_first_breach),
+        Mode::Peek => (true, false),
     };
     // The common case of `limits`' own calls (`hit`, `test`): one item, one
     // hash. The other paths stay out of line: inlined here, they cost a
@@ -318,19 +318,16 @@ fn decide<S: Algorithm>(inner: &Inner, batch: &Batch<'_>) -> Outcome {
         outcome.push(decide_one::<S>(inner, item, now, peek_all || item.action == Action::Peek));
         return outcome;
     }
-    decide_in_turn::<S>(inner, batch)
+    decide_in_turn::<S>(inner, batch, peek_all, stop)
 }
 
-/// A sequential or peeking batch: Flask-Limiter's item-by-item evaluation,
-/// each item atomic on its own, so one lock at a time is enough (and
-/// cheaper than locking every shard of the batch at once).
+/// A sequential or peeking batch (`peek_all`), stopping at its first
+/// refusal if told: Flask-Limiter's item-by-item evaluation, each item
+/// atomic on its own, so one lock at a time is enough (and cheaper than
+/// locking every shard of the batch at once).
 #[inline(never)]
-fn decide_in_turn<S: Algorithm>(inner: &Inner, batch: &Batch<'_>) -> Outcome {
+fn decide_in_turn<S: Algorithm>(inner: &Inner, batch: &Batch<'_>, peek_all: bool, stop: bool) -> Outcome {
     let now = batch.now.as_nanos();
-    let (peek_all, stop) = match batch.mode {
-        Mode::Sequential { stop_at_first_breach } => (false, stop_at_first_breach),
-        Mode::Peek | Mode::AllOrNothing => (true, false),
-    };
     let mut outcome = Outcome::with_capacity(batch.items.len());
     let mut hashed = KeyHasher::new(inner);
     let mut stopped = false;
