@@ -332,25 +332,15 @@ pub async fn exact_under_concurrent_threads<S: Strategy, St: Suitable<S>, C: Tes
     strategy: S,
 ) {
     let limiter = Arc::new(env.limiter(strategy));
-    let (l, id) = (limit("5/minute"), Arc::new(env.id("a")));
+    let (l, id) = (limit("5/minute"), env.id("a"));
     let runtime = tokio::runtime::Handle::current();
-    let barrier = Arc::new(Barrier::new(CONCURRENT_HITS));
-    let threads: Vec<_> = (0..CONCURRENT_HITS)
-        .map(|_| {
-            let (limiter, id, barrier, runtime) =
-                (Arc::clone(&limiter), Arc::clone(&id), Arc::clone(&barrier), runtime.clone());
-            std::thread::spawn(move || {
-                barrier.wait();
-                runtime.block_on(limiter.hit(&l, &[id.as_str()], 1)).unwrap()
-            })
-        })
-        .collect();
-    let passed =
-        tokio::task::spawn_blocking(move || threads.into_iter().map(|t| usize::from(t.join().unwrap())).sum::<usize>())
-            .await
-            .unwrap();
+    let passed = passes_in_threads(move || runtime.block_on(limiter.hit(&l, &[id.as_str()], 1)).unwrap()).await;
     assert_eq!(passed, 5, "exactly 5 of {CONCURRENT_HITS} concurrent hits may pass");
 }
+
+/// The two limits of the batch cases below: 5, then 3, per day.
+const OUTER: &str = "5/day";
+const INNER: &str = "3/day";
 
 /// Batches of two limits on one client, sent by threads released together:
 /// Flask-Limiter's order (stop at the first breach), each item decided
@@ -365,14 +355,15 @@ pub async fn exact_sequential_batches_under_concurrent_threads<
     env: Env<St, C>,
     strategy: S,
 ) {
-    let (limiter, [outer, inner], id, passed) = concurrent_two_limit_batches(&env, strategy).await;
+    let (limiter, id) = (Arc::new(env.limiter(strategy)), env.id("a"));
+    let passed = two_limit_batches_in_threads(&limiter, &id).await;
     assert_eq!(passed, 3, "exactly 3 of {CONCURRENT_HITS} concurrent two-limit batches may pass");
     assert_eq!(
-        remaining(&limiter, &outer, &id).await,
+        remaining(&limiter, &limit(OUTER), &id).await,
         0,
         "the 5 batches that reached the second limit spent the first"
     );
-    assert_eq!(remaining(&limiter, &inner, &id).await, 0);
+    assert_eq!(remaining(&limiter, &limit(INNER), &id).await, 0);
 }
 
 /// The same batches on a storage documented to over-count, never to
@@ -385,38 +376,42 @@ pub async fn sequential_batches_never_over_admit_under_concurrent_threads<
     env: Env<St, C>,
     strategy: S,
 ) {
-    let (_, _, _, passed) = concurrent_two_limit_batches(&env, strategy).await;
+    let (limiter, id) = (Arc::new(env.limiter(strategy)), env.id("a"));
+    let passed = two_limit_batches_in_threads(&limiter, &id).await;
     assert!(passed <= 3, "{passed} of {CONCURRENT_HITS} concurrent two-limit batches passed a 3/day limit");
 }
 
-/// 100 threads each deciding `[5/day, 3/day]` for one client in one
-/// sequential batch (stopping at the first breach): the limiter, the two
-/// limits, the client and how many batches passed. `env` stays with the
-/// caller, which keeps its server running.
-async fn concurrent_two_limit_batches<S: Strategy, St: Suitable<S>, C: TestClock + Send + Sync + 'static>(
-    env: &Env<St, C>,
-    strategy: S,
-) -> (Arc<RateLimiter<S, St, C>>, [RateLimit; 2], String, usize) {
-    let limiter = Arc::new(env.limiter(strategy));
-    let (outer, inner, id) = (limit("5/day"), limit("3/day"), Arc::new(env.id("a")));
+/// How many of [`CONCURRENT_HITS`] threads sending `[OUTER, INNER]` for
+/// `id` in one sequential batch (stopping at the first breach) pass.
+async fn two_limit_batches_in_threads<S: Strategy, St: Suitable<S>, C: TestClock + Send + Sync + 'static>(
+    limiter: &Arc<RateLimiter<S, St, C>>,
+    id: &str,
+) -> usize {
+    let (limiter, id, limits) = (Arc::clone(limiter), id.to_owned(), [limit(OUTER), limit(INNER)]);
     let runtime = tokio::runtime::Handle::current();
-    let barrier = Arc::new(Barrier::new(CONCURRENT_HITS));
+    passes_in_threads(move || {
+        let ids = [id.as_str()];
+        let items = limits.map(|l| Item::new(l, Key::new(&ids)));
+        let outcome = runtime.block_on(limiter.decide(&items, Mode::Sequential { stop_at_first_breach: true }));
+        outcome.unwrap_or_else(|e| panic!("decide failed: {e}")).allowed()
+    })
+    .await
+}
+
+/// Runs `attempt` on [`CONCURRENT_HITS`] OS threads released together by a
+/// barrier; how many returned `true`.
+async fn passes_in_threads(attempt: impl Fn() -> bool + Send + Sync + 'static) -> usize {
+    let (attempt, barrier) = (Arc::new(attempt), Arc::new(Barrier::new(CONCURRENT_HITS)));
     let threads: Vec<_> = (0..CONCURRENT_HITS)
         .map(|_| {
-            let (limiter, id, barrier, runtime) =
-                (Arc::clone(&limiter), Arc::clone(&id), Arc::clone(&barrier), runtime.clone());
+            let (attempt, barrier) = (Arc::clone(&attempt), Arc::clone(&barrier));
             std::thread::spawn(move || {
-                let ids = [id.as_str()];
-                let items = [Item::new(outer, Key::new(&ids)), Item::new(inner, Key::new(&ids))];
                 barrier.wait();
-                let outcome = runtime.block_on(limiter.decide(&items, Mode::Sequential { stop_at_first_breach: true }));
-                outcome.unwrap_or_else(|e| panic!("decide failed: {e}")).allowed()
+                attempt()
             })
         })
         .collect();
-    let passed =
-        tokio::task::spawn_blocking(move || threads.into_iter().map(|t| usize::from(t.join().unwrap())).sum::<usize>())
-            .await
-            .unwrap();
-    (limiter, [outer, inner], id.to_string(), passed)
+    tokio::task::spawn_blocking(move || threads.into_iter().map(|t| usize::from(t.join().unwrap())).sum())
+        .await
+        .unwrap()
 }
